@@ -1,0 +1,140 @@
+-- pg-saga functions. Source of the custom migration of the same name (scripts/sync-custom-migrations.ts).
+-- Internal functions start with an underscore; saga.start/cancel/retry are the documented SQL API.
+
+-- The task that runs a saga version: workers only fetch the tasks of the versions they have.
+create or replace function saga._task(p_name text, p_version int) returns text
+language sql immutable parallel safe as $$ select 'saga:' || p_name || '@' || p_version $$;
+--> statement-breakpoint
+
+-- Writes a new instance, its saga.started event and its first job in the caller's transaction:
+-- one round trip. An idempotency key that is taken returns the existing id with created = false.
+create or replace function saga._start(
+  p_name text, p_version int, p_input jsonb, p_idempotency_key text, p_metadata jsonb,
+  p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean
+) returns table (id uuid, created boolean)
+language plpgsql as $$
+declare
+  v_id uuid;
+  v_deadline timestamptz;
+  v_task text := saga._task(p_name, p_version);
+begin
+  if p_timeout_ms is not null then
+    v_deadline := now() + p_timeout_ms * interval '1 millisecond';
+  end if;
+  insert into saga.instances as i (name, version, state, input, idempotency_key, metadata, deadline, seq, trace_context, parent_id)
+  values (p_name, p_version, 'running', p_input, p_idempotency_key, coalesce(p_metadata, '{}'::jsonb), v_deadline, 1,
+          p_trace_context, p_parent_id)
+  on conflict (name, idempotency_key) do nothing
+  returning i.id into v_id;
+
+  if v_id is null then
+    -- The key is taken by a committed instance (ON CONFLICT waited for any open inserter).
+    select i.id into v_id from saga.instances i where i.name = p_name and i.idempotency_key = p_idempotency_key;
+    if v_id is null then
+      raise exception 'idempotency key % of saga % is held by a transaction this snapshot cannot see', p_idempotency_key, p_name
+        using errcode = '40001';
+    end if;
+    return query select v_id, false;
+    return;
+  end if;
+
+  insert into saga.outbox (saga_id, seq, type, name, payload)
+  values (v_id, 1, 'saga.started', p_name, jsonb_strip_nulls(jsonb_build_object(
+    'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)));
+
+  perform graphile_worker.add_job(v_task,
+    case when p_validated then json_build_object('id', v_id) else json_build_object('id', v_id, 'validate', true) end);
+  if v_deadline is not null then
+    perform graphile_worker.add_job(v_task, json_build_object('id', v_id, 'deadline', true), run_at => v_deadline);
+  end if;
+  return query select v_id, true;
+end $$;
+--> statement-breakpoint
+
+-- Applies one transition decided by a worker that holds the instance row lock (taken by its
+-- SELECT ... FOR UPDATE in the same transaction): instance fields, step rows, events, jobs, all at once.
+-- A step patch with a fence applies only if the row still has the claimed attempt and status; otherwise
+-- the whole transition is refused (SQLSTATE SG409), so a late result can never be half-applied.
+create or replace function saga._apply(
+  p_id uuid, p_instance jsonb, p_steps jsonb, p_events jsonb, p_jobs jsonb, p_notify text
+) returns void
+language plpgsql as $$
+declare
+  v_name text;
+  v_version int;
+  s jsonb;
+  j jsonb;
+begin
+  update saga.instances i set
+    state = coalesce(p_instance->>'state', i.state),
+    data = case when p_instance ? 'data' then p_instance->'data' else i.data end,
+    result = case when p_instance ? 'result' then p_instance->'result' else i.result end,
+    error = case when p_instance ? 'error' then nullif(p_instance->'error', 'null'::jsonb) else i.error end,
+    current_step = coalesce((p_instance->>'current_step')::int, i.current_step),
+    compensation_cause = case when p_instance ? 'compensation_cause' then p_instance->>'compensation_cause' else i.compensation_cause end,
+    seq = coalesce((p_instance->>'seq')::int, i.seq),
+    next_attempt_at = case when p_instance ? 'next_attempt_ms'
+      then now() + (p_instance->>'next_attempt_ms')::bigint * interval '1 millisecond' else null end,
+    finished_at = case when p_instance ? 'finished' then (case when (p_instance->>'finished')::boolean then now() end) else i.finished_at end,
+    updated_at = now()
+  where i.id = p_id
+  returning i.name, i.version into v_name, v_version;
+  if not found then
+    raise exception 'saga % not found', p_id using errcode = 'SG404';
+  end if;
+
+  for s in select * from jsonb_array_elements(coalesce(p_steps, '[]'::jsonb)) loop
+    insert into saga.steps as t (saga_id, index, name, status, attempt, attempt_base, compensation_attempt,
+      compensation_attempt_base, lease_owner, lease_expires_at, output, error, compensation_error, next_attempt_at,
+      started_at, finished_at, compensation_started_at, compensation_finished_at)
+    values (p_id, (s->>'index')::int, s->>'name', s->>'status', coalesce((s->>'attempt')::int, 0),
+      coalesce((s->>'attempt_base')::int, 0), coalesce((s->>'compensation_attempt')::int, 0),
+      coalesce((s->>'compensation_attempt_base')::int, 0), s->>'lease_owner',
+      case when s ? 'lease_ms' then now() + (s->>'lease_ms')::bigint * interval '1 millisecond' end,
+      s->'output', nullif(s->'error', 'null'::jsonb), nullif(s->'compensation_error', 'null'::jsonb),
+      case when s ? 'next_attempt_ms' then now() + (s->>'next_attempt_ms')::bigint * interval '1 millisecond' end,
+      case when (s->>'started')::boolean then now() end, case when (s->>'finished')::boolean then now() end,
+      case when (s->>'compensation_started')::boolean then now() end,
+      case when (s->>'compensation_finished')::boolean then now() end)
+    on conflict (saga_id, index) do update set
+      status = excluded.status,
+      attempt = coalesce((s->>'attempt')::int, t.attempt),
+      attempt_base = coalesce((s->>'attempt_base')::int, t.attempt_base),
+      compensation_attempt = coalesce((s->>'compensation_attempt')::int, t.compensation_attempt),
+      compensation_attempt_base = coalesce((s->>'compensation_attempt_base')::int, t.compensation_attempt_base),
+      lease_owner = excluded.lease_owner,
+      lease_expires_at = excluded.lease_expires_at,
+      output = case when s ? 'output' then excluded.output else t.output end,
+      error = case when s ? 'error' then excluded.error else t.error end,
+      compensation_error = case when s ? 'compensation_error' then excluded.compensation_error else t.compensation_error end,
+      next_attempt_at = excluded.next_attempt_at,
+      started_at = coalesce(excluded.started_at, t.started_at),
+      finished_at = case when s ? 'finished' then excluded.finished_at else t.finished_at end,
+      compensation_started_at = coalesce(excluded.compensation_started_at, t.compensation_started_at),
+      compensation_finished_at = case when s ? 'compensation_finished' then excluded.compensation_finished_at
+        else t.compensation_finished_at end
+    where not (s ? 'fence')
+       or (t.status = s->'fence'->>'status'
+           and case when s->'fence' ? 'compensation_attempt'
+                 then t.compensation_attempt = (s->'fence'->>'compensation_attempt')::int
+                 else t.attempt = (s->'fence'->>'attempt')::int end
+           and t.lease_owner is not distinct from s->'fence'->>'lease_owner');
+    if not found then
+      raise exception 'step % of saga % moved on since it was claimed; result discarded', s->>'index', p_id
+        using errcode = 'SG409';
+    end if;
+  end loop;
+
+  insert into saga.outbox (saga_id, seq, type, step, name, payload)
+  select p_id, (e->>'seq')::int, e->>'type', e->>'step', v_name, coalesce(e->'payload', '{}'::jsonb)
+  from jsonb_array_elements(coalesce(p_events, '[]'::jsonb)) e;
+
+  for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop
+    perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
+      run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
+  end loop;
+
+  if p_notify is not null then
+    perform pg_notify('saga_control', p_notify);
+  end if;
+end $$;

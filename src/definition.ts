@@ -1,0 +1,267 @@
+import { createHash } from "node:crypto";
+import type { z } from "zod";
+import { type CompensationStrategy, compensation as compensationStrategies } from "./compensation.js";
+import { type Duration, toMs } from "./duration.js";
+import { SagaError, type StoredError } from "./errors.js";
+import type { Executor } from "./executor.js";
+import type { Logger } from "./logger.js";
+import { DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
+
+/** What every step handler receives besides its data. */
+export interface StepContext {
+  readonly sagaId: string;
+  readonly sagaName: string;
+  readonly step: string;
+  /** 1-based; counts every try of this step, including those before a manual `retry`. */
+  readonly attempt: number;
+  /** Stable across retries of the same step of the same saga: hand it to the service you call. */
+  readonly idempotencyKey: string;
+  /** Aborts on the step timeout, on cancel, on the saga deadline and on worker shutdown. */
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+}
+
+/** The context of a `transactional: true` step: `tx` is the engine's own transaction. */
+export interface TransactionalStepContext extends StepContext {
+  /** Commits exactly once, together with the step's record; a throw rolls both back. */
+  readonly tx: Executor;
+}
+
+/** What a compensation receives besides the step's data. */
+export interface CompensateContext<In> extends StepContext {
+  /**
+   * `succeeded`: the step finished and `data` is its output. `unknown`: the step may have had its effect
+   * (it timed out, its worker died, or the saga was cancelled mid-call) and `data` is the step's input.
+   * Compensations must tolerate "nothing to undo".
+   */
+  readonly outcome: "succeeded" | "unknown";
+  /** The data the step was given. */
+  readonly input: In;
+  /** Why the saga is compensating: the step error, or the cancel/timeout reason. */
+  readonly error: StoredError | null;
+}
+
+type Awaitable<T> = T | Promise<T>;
+/** A step that returns nothing passes its input on unchanged. */
+export type NextData<In, Out> = [Out] extends [void | undefined] ? In : Out;
+
+interface StepOptionsBase<In, Out> {
+  compensate?: (data: NextData<In, Out>, ctx: CompensateContext<In>) => Awaitable<void>;
+  /** Per-attempt timeout; the attempt fails with `STEP_TIMEOUT` (retryable). */
+  timeout?: Duration;
+  /** Overrides the saga's retry policy for this step. */
+  retry?: RetryPolicy;
+  /** Policy for this step's compensation; default: exponential, 10 attempts. */
+  compensateRetry?: RetryPolicy;
+  /** Decides for errors that are neither `BusinessError` nor `RetryableError`; default: retryable. */
+  retryable?: (error: unknown) => boolean;
+  description?: string;
+}
+
+/** A step whose handler calls the outside world: at least once, with `ctx.idempotencyKey`. */
+export interface StepOptions<In, Out> extends StepOptionsBase<In, Out> {
+  transactional?: false;
+  execute: (data: In, ctx: StepContext) => Awaitable<Out>;
+}
+
+/** A step whose handler only writes to this database, on `ctx.tx`: exactly once. */
+export interface TransactionalStepOptions<In, Out> extends StepOptionsBase<In, Out> {
+  transactional: true;
+  execute: (data: In, ctx: TransactionalStepContext) => Awaitable<Out>;
+}
+
+/** @internal a step as the engine runs it. */
+export interface StepDefinition {
+  readonly name: string;
+  readonly index: number;
+  readonly transactional: boolean;
+  readonly execute: (data: unknown, ctx: TransactionalStepContext) => Awaitable<unknown>;
+  readonly compensate: ((data: unknown, ctx: CompensateContext<unknown>) => Awaitable<void>) | undefined;
+  readonly timeoutMs: number | undefined;
+  readonly retry: RetryPolicy;
+  readonly compensateRetry: RetryPolicy;
+  readonly retryable: ((error: unknown) => boolean) | undefined;
+  readonly description: string | undefined;
+}
+
+export interface SagaConfig<S extends z.ZodType> {
+  /** Unique per application; instances are found by it. */
+  name: string;
+  /** Bump when the step list changes; running instances stay on the version they started with. Default 1. */
+  version?: number;
+  /** A zod schema; start() validates against it before anything is written. */
+  input: S;
+  /** Deadline for the whole saga: when it passes, the saga is compensated and ends `timed_out`. */
+  timeout?: Duration;
+  /** Default retry policy of every step. Default: one attempt. */
+  retry?: RetryPolicy;
+  /** Default: `compensation.sequential()`. */
+  compensation?: CompensationStrategy;
+  description?: string;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
+
+/**
+ * A saga definition: immutable; each `.step()` returns a new definition whose data type is the step's output.
+ *
+ * @example
+ * const saga = defineSaga({ name: "order", input: z.object({ amount: z.number() }) })
+ *   .step("reserve", { execute: async (d) => ({ ...d, reservationId: "r1" }) });
+ */
+export class SagaDefinition<Input, Data> {
+  /** @internal */ readonly steps: readonly StepDefinition[];
+  readonly name: string;
+  readonly version: number;
+  /** @internal */ readonly inputSchema: z.ZodType;
+  /** @internal */ readonly timeoutMs: number | undefined;
+  /** @internal */ readonly retry: RetryPolicy;
+  /** @internal */ readonly compensation: CompensationStrategy;
+  readonly description: string | undefined;
+  /** Type-only: the saga's input. */
+  declare readonly $input: Input;
+  /** Type-only: the saga's result (the last step's data). */
+  declare readonly $result: Data;
+
+  /** @internal use {@link defineSaga}. */
+  constructor(config: SagaConfig<z.ZodType>, steps: readonly StepDefinition[]) {
+    this.name = config.name;
+    this.version = config.version ?? 1;
+    this.inputSchema = config.input;
+    this.timeoutMs =
+      config.timeout === undefined ? undefined : toMs(config.timeout, `saga "${config.name}" timeout`);
+    this.retry = config.retry ?? DEFAULT_STEP_RETRY;
+    this.compensation = config.compensation ?? compensationStrategies.sequential();
+    this.description = config.description;
+    this.steps = Object.freeze([...steps]);
+    this.config = config;
+  }
+
+  private readonly config: SagaConfig<z.ZodType>;
+
+  /** Appends a step; its `execute` receives the previous step's data. */
+  step<Out>(
+    name: string,
+    options: TransactionalStepOptions<Data, Out>,
+  ): SagaDefinition<Input, NextData<Data, Out>>;
+  step<Out>(name: string, options: StepOptions<Data, Out>): SagaDefinition<Input, NextData<Data, Out>>;
+  step<Out>(
+    name: string,
+    options: StepOptions<Data, Out> | TransactionalStepOptions<Data, Out>,
+  ): SagaDefinition<Input, NextData<Data, Out>> {
+    const where = `saga "${this.name}" step "${name}"`;
+    if (typeof name !== "string" || !NAME.test(name)) {
+      throw new SagaError(
+        "INVALID_DEFINITION",
+        `${where}: a step name is 1-100 letters, digits, ".", "_", ":" or "-"`,
+      );
+    }
+    if (this.steps.some((s) => s.name === name)) {
+      throw new SagaError(
+        "INVALID_DEFINITION",
+        `${where}: duplicate step name; each step of a saga needs its own name`,
+      );
+    }
+    if (typeof options?.execute !== "function")
+      throw new SagaError("INVALID_DEFINITION", `${where}: execute must be a function`);
+    if (options.compensate !== undefined && typeof options.compensate !== "function") {
+      throw new SagaError("INVALID_DEFINITION", `${where}: compensate must be a function`);
+    }
+    for (const key of ["retry", "compensateRetry"] as const) {
+      if (options[key] !== undefined && !isRetryPolicy(options[key])) {
+        throw new SagaError(
+          "INVALID_DEFINITION",
+          `${where}: ${key} must come from retry.exponential/fixed/linear/none`,
+        );
+      }
+    }
+    const step: StepDefinition = Object.freeze({
+      name,
+      index: this.steps.length,
+      transactional: options.transactional === true,
+      execute: options.execute as StepDefinition["execute"],
+      compensate: options.compensate as StepDefinition["compensate"],
+      timeoutMs: options.timeout === undefined ? undefined : toMs(options.timeout, `${where} timeout`),
+      retry: options.retry ?? this.retry,
+      compensateRetry: options.compensateRetry ?? DEFAULT_COMPENSATION_RETRY,
+      retryable: options.retryable,
+      description: options.description,
+    });
+    return new SagaDefinition<Input, NextData<Data, Out>>(this.config, [...this.steps, step]);
+  }
+
+  /** Identifies the step list: a worker refuses a definition whose steps changed under the same version. */
+  get fingerprint(): string {
+    const shape = this.steps.map((s) => [s.name, s.transactional, s.compensate !== undefined]);
+    return createHash("sha256")
+      .update(JSON.stringify([this.name, this.version, shape]))
+      .digest("hex")
+      .slice(0, 16);
+  }
+
+  /** `name@version`: the graphile-worker task that runs this version. */
+  get key(): string {
+    return `${this.name}@${this.version}`;
+  }
+}
+
+/** Any saga definition, whatever its data types. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnySaga = SagaDefinition<any, any>;
+
+/**
+ * Starts a saga definition; add steps with `.step()`.
+ *
+ * @example
+ * export const orderSaga = defineSaga({
+ *   name: "order-processing",
+ *   input: z.object({ customerId: z.string(), amount: z.number().positive() }),
+ *   timeout: "30m",
+ *   retry: retry.exponential({ maxAttempts: 3, initialDelay: "1s", maxDelay: "10s" }),
+ * })
+ *   .step("create-order", {
+ *     execute: async (data, ctx) => ({ ...data, orderId: await orders.create(data, ctx.idempotencyKey) }),
+ *     compensate: async (data) => { await orders.cancel(data.orderId); },
+ *   });
+ */
+export function defineSaga<S extends z.ZodType>(
+  config: SagaConfig<S>,
+): SagaDefinition<z.output<S>, z.output<S>> {
+  if (typeof config !== "object" || config === null)
+    throw new SagaError("INVALID_DEFINITION", "defineSaga needs a config object");
+  if (typeof config.name !== "string" || !NAME.test(config.name) || config.name.includes("@")) {
+    throw new SagaError(
+      "INVALID_DEFINITION",
+      `saga name must be 1-100 letters, digits, ".", "_", ":" or "-"; got ${JSON.stringify(config.name)}`,
+    );
+  }
+  const input = config.input as unknown;
+  if (typeof input !== "object" || input === null || typeof (input as z.ZodType).safeParse !== "function") {
+    throw new SagaError(
+      "INVALID_DEFINITION",
+      `saga "${config.name}": input must be a zod schema, e.g. z.object({ ... })`,
+    );
+  }
+  if (config.version !== undefined && !(Number.isInteger(config.version) && config.version >= 1)) {
+    throw new SagaError("INVALID_DEFINITION", `saga "${config.name}": version must be an integer >= 1`);
+  }
+  if (config.retry !== undefined && !isRetryPolicy(config.retry)) {
+    throw new SagaError(
+      "INVALID_DEFINITION",
+      `saga "${config.name}": retry must come from retry.exponential/fixed/linear/none`,
+    );
+  }
+  return new SagaDefinition(config, []);
+}
+
+/** An empty saga is refused when the engine or a worker is given it. */
+export function assertRunnable(saga: AnySaga): void {
+  if (!(saga instanceof SagaDefinition))
+    throw new SagaError("INVALID_DEFINITION", "expected a saga from defineSaga()");
+  if (saga.steps.length === 0) {
+    throw new SagaError(
+      "INVALID_DEFINITION",
+      `saga "${saga.name}" has no steps; add at least one with .step(name, { execute })`,
+    );
+  }
+}

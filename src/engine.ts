@@ -1,0 +1,349 @@
+import pg from "pg";
+import { type AnySaga, assertRunnable } from "./definition.js";
+import { withTransaction } from "./db.js";
+import { SagaError, maskConnectionString } from "./errors.js";
+import { type Executor, toExecutor } from "./executor.js";
+import { type Logger, silentLogger } from "./logger.js";
+import { migrate } from "./migrate.js";
+import { type InstanceRow, type StepReadRow, getSaga, listSagas } from "./sql/read-sagas.js";
+import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instance.js";
+import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
+import { startSaga } from "./sql/start-saga.js";
+import { interrupt } from "./worker/decide.js";
+import { type ResumeOptions, resume } from "./worker/resume.js";
+import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
+import { Transition } from "./worker/transition.js";
+import {
+  type StartOptions,
+  checkStart,
+  decodeCursor,
+  encodeCursor,
+  resolveEngineOptions,
+  resolveListOptions,
+  type ListOptions,
+  type EngineOptions,
+} from "./options.js";
+
+export type { SagaState };
+
+/** A step as `engine.get()` shows it, in step order. */
+export interface SagaStepView {
+  name: string;
+  index: number;
+  status: string;
+  attempt: number;
+  compensationAttempt: number;
+  output: unknown;
+  error: unknown;
+  compensationError: unknown;
+  nextAttemptAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  compensationStartedAt: Date | null;
+  compensationFinishedAt: Date | null;
+}
+
+/** A saga instance. `error` is `{ code, message, type, retryable, details?, step? }` or null. */
+export interface SagaInstance {
+  id: string;
+  name: string;
+  version: number;
+  state: SagaState;
+  input: unknown;
+  data: unknown;
+  result: unknown;
+  error: { code: string; message: string; step?: string; [key: string]: unknown } | null;
+  currentStep: number;
+  idempotencyKey: string | null;
+  parentId: string | null;
+  metadata: Record<string, unknown>;
+  deadline: Date | null;
+  nextAttemptAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
+  steps: SagaStepView[];
+}
+
+/** A page of `engine.list()`: an array, plus the cursor of the next page (null on the last). */
+export type SagaPage = Omit<SagaInstance, "steps">[] & { nextCursor: string | null };
+
+/** The engine: start, read, operate, and run workers. Create one per process with {@link createSagaEngine}. */
+export interface SagaEngine {
+  /** Installs or upgrades schema `saga` and graphile-worker's schema. Idempotent; safe to run concurrently. */
+  migrate(): Promise<void>;
+  /** Starts a saga; with `client`, inside the caller's open transaction (rolled back with it). */
+  start<S extends AnySaga>(
+    saga: S,
+    input: S["$input"],
+    options?: StartOptions,
+  ): Promise<{ id: string; created: boolean }>;
+  get(id: string): Promise<SagaInstance | null>;
+  list(options?: ListOptions): Promise<SagaPage>;
+  /** Resolves when the saga reaches a terminal state (or one of `states`); `WAIT_TIMEOUT` after `timeoutMs`. */
+  waitFor(id: string, options?: { timeoutMs?: number; states?: SagaState[] }): Promise<SagaInstance>;
+  /** A running saga stops and compensates, ending `cancelled`. A second cancel is a no-op. */
+  cancel(id: string, reason?: string): Promise<{ state: SagaState }>;
+  /** `failed` → resumes forward; `compensation_failed` → resumes compensation. */
+  retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState }>;
+  metrics(options?: { name?: string }): Promise<SagaMetrics>;
+  /** Runs a worker in this process for the engine's sagas. */
+  runWorker(options?: WorkerOptions): Promise<SagaWorker>;
+  /** Stops this engine's workers and closes the pools it opened. */
+  close(): Promise<void>;
+  /** @internal */
+  readonly pool: pg.Pool;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Creates an engine over a connection string or your own `pg.Pool`.
+ *
+ * @example
+ * const engine = createSagaEngine({ connectionString: process.env.DATABASE_URL, sagas: [orderSaga] });
+ * await engine.migrate();
+ * const worker = await engine.runWorker({ concurrency: 10 });
+ * const { id } = await engine.start(orderSaga, { customerId: "c1", amount: 42 }, { idempotencyKey: "order-1" });
+ * const done = await engine.waitFor(id, { timeoutMs: 10_000 });
+ */
+export function createSagaEngine(options: EngineOptions): SagaEngine {
+  const config = resolveEngineOptions(options);
+  for (const saga of config.sagas) assertRunnable(saga);
+  const byKey = new Map<string, AnySaga>();
+  const latest = new Map<string, AnySaga>();
+  for (const saga of config.sagas) {
+    byKey.set(`${saga.name}@${saga.version}`, saga);
+    if ((latest.get(saga.name)?.version ?? 0) < saga.version) latest.set(saga.name, saga);
+  }
+  const ownPool = options.pool === undefined;
+  const pool =
+    options.pool ?? new pg.Pool({ connectionString: config.connectionString, max: config.poolSize });
+  const logger: Logger = options.logger ?? silentLogger;
+  const onPoolError = (err: Error) =>
+    logger.warn("database connection failed", { error: maskConnectionString(err.message) });
+  // A connection killed under a checked-out client must not crash the process: the query fails instead.
+  const onConnect = (client: pg.PoolClient) => client.on("error", onPoolError);
+  const guard = (p: pg.Pool) => p.on("error", onPoolError).on("connect", onConnect);
+  guard(pool);
+  const workers = new Set<{ worker: SagaWorker; pool: pg.Pool | null }>();
+  let closed = false;
+
+  const alive = () => {
+    if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
+  };
+  const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
+
+  async function operate<T>(id: string, fn: (t: Transition, def: AnySaga | undefined) => T): Promise<T> {
+    alive();
+    if (!UUID.test(id))
+      throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${JSON.stringify(id)} (not a uuid)`);
+    return withTransaction(pool, async (db) => {
+      const saga = await lockInstance(db, id);
+      if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
+      const t = new Transition(saga);
+      const result = fn(t, definitionOf(saga.name, saga.version));
+      await t.flush(db);
+      return result;
+    });
+  }
+
+  const engine: SagaEngine = {
+    pool,
+    async migrate() {
+      alive();
+      await migrate(pool);
+    },
+
+    async start(saga, input, startOptions = {}) {
+      alive();
+      const named = saga as unknown;
+      const def = typeof named === "string" ? latest.get(named) : definitionOf(saga?.name, saga?.version);
+      if (!def) {
+        const name = typeof named === "string" ? named : saga?.name;
+        throw new SagaError(
+          "UNKNOWN_SAGA",
+          `saga ${JSON.stringify(name)} is not one of this engine's sagas; pass it in createSagaEngine({ sagas })`,
+        );
+      }
+      const args = checkStart(def, input, startOptions, config.maxPayloadBytes);
+      const db: Executor = startOptions.client === undefined ? pool : toExecutor(startOptions.client);
+      return startSaga(db, args);
+    },
+
+    async get(id) {
+      alive();
+      if (!UUID.test(id)) return null;
+      const row = await getSaga(pool, id);
+      return row ? toInstance(row, row.steps, definitionOf(row.name, row.version)) : null;
+    },
+
+    async list(listOptions = {}) {
+      alive();
+      const filter = resolveListOptions(listOptions, decodeCursor);
+      const rows = await listSagas(pool, filter);
+      const items = rows.map((r) => {
+        const { steps: _steps, ...rest } = toInstance(r, [], undefined);
+        return rest;
+      });
+      const last = rows[rows.length - 1];
+      const nextCursor = last && rows.length === filter.limit ? encodeCursor(last) : null;
+      return Object.assign(items, { nextCursor });
+    },
+
+    async waitFor(id, { timeoutMs = 30_000, states } = {}) {
+      alive();
+      const until = Date.now() + timeoutMs;
+      const wanted = (s: SagaState) => (states ? states.includes(s) : TERMINAL_STATES.has(s));
+      for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+        const saga = await engine.get(id);
+        if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
+        if (wanted(saga.state)) return saga;
+        if (Date.now() >= until) {
+          throw new SagaError(
+            "WAIT_TIMEOUT",
+            `saga ${id} is still ${saga.state} after ${timeoutMs} ms; is a worker running? see saga.stuck`,
+            {
+              details: { state: saga.state },
+            },
+          );
+        }
+        await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(1, until - Date.now()))));
+      }
+    },
+
+    async cancel(id, reason = "cancelled") {
+      return operate(id, (t, def) => {
+        if (TERMINAL_STATES.has(t.saga.state)) {
+          throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
+        }
+        if (t.saga.state !== "running") return { state: t.saga.state };
+        // Without the definition here, the worker that has it performs the cancel.
+        if (!def) t.job({ id, cancel: reason });
+        else interrupt(t, def, "cancel", reason);
+        return { state: t.saga.state };
+      });
+    },
+
+    async retry(id, who = {}) {
+      return operate(id, (t) => {
+        if (!resume(t, who)) {
+          throw new SagaError(
+            "INVALID_STATE",
+            `saga ${id} is ${t.saga.state}; only failed and compensation_failed sagas can be retried`,
+          );
+        }
+        return { state: t.saga.state };
+      });
+    },
+
+    async metrics({ name } = {}) {
+      alive();
+      return sagaMetrics(pool, name ?? null);
+    },
+
+    async runWorker(workerOptions = {}) {
+      alive();
+      const concurrency = workerOptions.concurrency ?? 10;
+      // The worker gets its own pool, sized so every job slot has a connection for its transitions.
+      const workerPool = ownPool
+        ? new pg.Pool({ connectionString: config.connectionString, max: concurrency + 4 })
+        : null;
+      if (workerPool) guard(workerPool);
+      const connection: pg.ClientConfig = ownPool
+        ? { connectionString: config.connectionString }
+        : (pool.options as pg.ClientConfig);
+      try {
+        const worker = await startWorker(workerPool ?? pool, connection, config.sagas, logger, workerOptions);
+        const entry = { worker, pool: workerPool };
+        workers.add(entry);
+        return {
+          id: worker.id,
+          stats: worker.stats,
+          async stop(stopOptions) {
+            workers.delete(entry);
+            await worker.stop(stopOptions);
+            await workerPool?.end();
+          },
+        };
+      } catch (err) {
+        await workerPool?.end();
+        throw err;
+      }
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all(
+        [...workers].map(async ({ worker, pool: p }) => {
+          await worker.stop();
+          await p?.end();
+        }),
+      );
+      workers.clear();
+      pool.off("error", onPoolError).off("connect", onConnect);
+      if (ownPool) await pool.end();
+    },
+  };
+  return engine;
+}
+
+function toInstance(row: InstanceRow, steps: StepReadRow[], def: AnySaga | undefined): SagaInstance {
+  const state = row.state as SagaState;
+  const views: SagaStepView[] = steps.map((s) => ({
+    name: s.name,
+    index: s.index,
+    status: s.status,
+    attempt: s.attempt,
+    compensationAttempt: s.compensation_attempt,
+    output: s.output,
+    error: s.error,
+    compensationError: s.compensation_error,
+    nextAttemptAt: s.next_attempt_at ? new Date(s.next_attempt_at) : null,
+    startedAt: s.started_at ? new Date(s.started_at) : null,
+    finishedAt: s.finished_at ? new Date(s.finished_at) : null,
+    compensationStartedAt: s.compensation_started_at ? new Date(s.compensation_started_at) : null,
+    compensationFinishedAt: s.compensation_finished_at ? new Date(s.compensation_finished_at) : null,
+  }));
+  // Steps not reached yet have no row: shown as pending, or skipped once the saga has ended.
+  for (const step of def?.steps ?? []) {
+    if (views.some((v) => v.index === step.index)) continue;
+    views.push({
+      name: step.name,
+      index: step.index,
+      status: TERMINAL_STATES.has(state) ? "skipped" : "pending",
+      attempt: 0,
+      compensationAttempt: 0,
+      output: null,
+      error: null,
+      compensationError: null,
+      nextAttemptAt: null,
+      startedAt: null,
+      finishedAt: null,
+      compensationStartedAt: null,
+      compensationFinishedAt: null,
+    });
+  }
+  views.sort((a, b) => a.index - b.index);
+  return {
+    id: row.id,
+    name: row.name,
+    version: row.version,
+    state,
+    input: row.input,
+    data: row.data,
+    result: row.result,
+    error: row.error as SagaInstance["error"],
+    currentStep: row.current_step,
+    idempotencyKey: row.idempotency_key,
+    parentId: row.parent_id,
+    metadata: row.metadata,
+    deadline: row.deadline,
+    nextAttemptAt: row.next_attempt_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+    steps: views,
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * Every error pg-saga throws on purpose is a {@link SagaError} with a string `code`.
+ * Branch on `code`, never on the message.
+ */
+export type SagaErrorCode =
+  | "INVALID_DEFINITION"
+  | "INVALID_INPUT"
+  | "INVALID_OPTIONS"
+  | "UNKNOWN_SAGA"
+  | "PAYLOAD_TOO_LARGE"
+  | "SAGA_NOT_FOUND"
+  | "SAGA_TERMINAL"
+  | "INVALID_STATE"
+  | "INVALID_EVENT"
+  | "IDEMPOTENCY_CONFLICT"
+  | "DEFINITION_MISMATCH"
+  | "WAIT_TIMEOUT"
+  | "ENGINE_CLOSED"
+  | "MIGRATION_FAILED"
+  | "DATABASE_ERROR";
+
+/**
+ * The one error type the engine throws.
+ *
+ * @example
+ * try { await engine.start(orderSaga, input); }
+ * catch (err) { if (err instanceof SagaError && err.code === "INVALID_INPUT") console.log(err.details); }
+ */
+export class SagaError extends Error {
+  override readonly name = "SagaError";
+  readonly code: SagaErrorCode;
+  readonly details: unknown;
+
+  constructor(code: SagaErrorCode, message: string, options: { cause?: unknown; details?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+  }
+}
+
+/**
+ * A failure of the business rules: never retried, the saga goes straight to compensation.
+ *
+ * @example
+ * if (balance < amount) throw new BusinessError("INSUFFICIENT_FUNDS", "balance too low", { balance });
+ */
+export class BusinessError extends Error {
+  override readonly name = "BusinessError";
+  readonly code: string;
+  readonly details: unknown;
+
+  constructor(code: string, message: string, details?: unknown) {
+    super(message);
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/**
+ * A failure that is always retried while the step has attempts left.
+ *
+ * @example
+ * if (res.status === 503) throw new RetryableError(new Error("payment gateway unavailable"));
+ */
+export class RetryableError extends Error {
+  override readonly name = "RetryableError";
+  readonly code: string;
+
+  constructor(cause: unknown, code = "RETRYABLE") {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.code = code;
+  }
+}
+
+/** The shape an error takes once stored on a step, an instance or an event. */
+export interface StoredError {
+  code: string;
+  message: string;
+  type: string;
+  retryable: boolean;
+  details?: unknown;
+  step?: string;
+  /** `unknown` when the step may have had its effect (timeout, lost worker, cancel mid-call). */
+  outcome?: "failed" | "unknown";
+}
+
+const MAX_MESSAGE = 2_000;
+
+/** Turns anything thrown into JSON that survives `JSON.stringify` (circular details, non-Error throws). */
+export function toStoredError(err: unknown, retryable: boolean): StoredError {
+  if (err instanceof Error) {
+    const raw = (err as Error & { code?: unknown }).code;
+    const code = typeof raw === "string" ? raw : "STEP_ERROR";
+    const stored: StoredError = {
+      code,
+      message: err.message.slice(0, MAX_MESSAGE),
+      type: err.name,
+      retryable,
+    };
+    const details = safeJson((err as { details?: unknown }).details);
+    if (details !== undefined) stored.details = details;
+    return stored;
+  }
+  return {
+    code: "NON_ERROR_THROWN",
+    message: String(safeJson(err) ?? err).slice(0, MAX_MESSAGE),
+    type: typeof err,
+    retryable,
+  };
+}
+
+/** JSON-safe copy: cycles become "[Circular]", bigint becomes a string, functions vanish. */
+export function safeJson(value: unknown): unknown {
+  if (value === undefined) return undefined;
+  const seen = new WeakSet<object>();
+  try {
+    const text = JSON.stringify(value, (_key, v: unknown) => {
+      if (typeof v === "bigint") return v.toString();
+      if (typeof v === "object" && v !== null) {
+        if (seen.has(v)) return "[Circular]";
+        seen.add(v);
+      }
+      return v;
+    });
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    return "[Unserializable]";
+  }
+}
+
+/** Hides the password in a connection string before it reaches a message or a log. */
+export function maskConnectionString(text: string): string {
+  return text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]+:)[^@\s]+@/gi, "$1****@");
+}

@@ -1,0 +1,31 @@
+/**
+ * pg-saga: sagas whose every state change is a PostgreSQL transaction.
+ * This file is the whole public surface.
+ */
+export { defineSaga, SagaDefinition } from "./definition.js";
+export type {
+  AnySaga,
+  CompensateContext,
+  NextData,
+  SagaConfig,
+  StepContext,
+  StepOptions,
+  TransactionalStepContext,
+  TransactionalStepOptions,
+} from "./definition.js";
+export { createSagaEngine } from "./engine.js";
+export type { SagaEngine, SagaInstance, SagaPage, SagaState, SagaStepView } from "./engine.js";
+export type { EngineOptions, ListOptions, StartOptions } from "./options.js";
+export type { SagaMetrics } from "./sql/saga-metrics.js";
+export type { SagaWorker, WorkerOptions } from "./worker/run-worker.js";
+export type { ResumeOptions } from "./worker/resume.js";
+export { retry } from "./retry.js";
+export type { Jitter, RetryPolicy } from "./retry.js";
+export { compensation } from "./compensation.js";
+export type { CompensationStrategy, CompletedStep } from "./compensation.js";
+export { BusinessError, RetryableError, SagaError } from "./errors.js";
+export type { SagaErrorCode, StoredError } from "./errors.js";
+export { toExecutor } from "./executor.js";
+export type { Executor, QueryResult } from "./executor.js";
+export type { Logger } from "./logger.js";
+export type { Duration } from "./duration.js";

@@ -1,0 +1,186 @@
+/**
+ * The tables of schema `saga`. drizzle-kit generates `migrations/` from this file; functions, triggers and
+ * views live in `sql/` and ship as custom migrations. The stable, documented columns are those of DESIGN.md.
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgSchema,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+const xid8 = customType<{ data: string }>({ dataType: () => "xid8" });
+const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const sagaSchema = pgSchema("saga");
+
+export const instances = sagaSchema.table(
+  "instances",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    name: text("name").notNull(),
+    version: integer("version").notNull(),
+    state: text("state").notNull(),
+    input: jsonb("input").notNull(),
+    data: jsonb("data"),
+    result: jsonb("result"),
+    error: jsonb("error"),
+    /** The step being executed, or the last one compensated. */
+    currentStep: integer("current_step").notNull().default(0),
+    /** Why the saga is compensating: failure, cancel or timeout. */
+    compensationCause: text("compensation_cause"),
+    idempotencyKey: text("idempotency_key"),
+    parentId: uuid("parent_id"),
+    deadline: tstz("deadline"),
+    /** Bumped by every transition; also the per-saga event sequence. */
+    seq: integer("seq").notNull().default(0),
+    metadata: jsonb("metadata")
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    traceContext: text("trace_context"),
+    /** When a step waiting to retry runs again (database clock). */
+    nextAttemptAt: tstz("next_attempt_at"),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+    finishedAt: tstz("finished_at"),
+  },
+  (t) => [
+    uniqueIndex("instances_name_idempotency_key_key").on(t.name, t.idempotencyKey),
+    // list(): keyset pagination by (created_at, id), optionally per state.
+    index("instances_created_at_id_idx").on(t.createdAt, t.id),
+    index("instances_state_created_at_idx").on(t.state, t.createdAt, t.id),
+    index("instances_parent_id_idx")
+      .on(t.parentId)
+      .where(sql`${t.parentId} is not null`),
+  ],
+);
+
+export const steps = sagaSchema.table(
+  "steps",
+  {
+    sagaId: uuid("saga_id")
+      .notNull()
+      .references(() => instances.id, { onDelete: "cascade" }),
+    index: integer("index").notNull(),
+    name: text("name").notNull(),
+    status: text("status").notNull(),
+    /** Execution attempts so far; the fence of invariant 3. */
+    attempt: integer("attempt").notNull().default(0),
+    /** Attempts that a manual retry wrote off: the budget is `attempt - attempt_base`. */
+    attemptBase: integer("attempt_base").notNull().default(0),
+    compensationAttempt: integer("compensation_attempt").notNull().default(0),
+    compensationAttemptBase: integer("compensation_attempt_base").notNull().default(0),
+    leaseOwner: text("lease_owner"),
+    leaseExpiresAt: tstz("lease_expires_at"),
+    output: jsonb("output"),
+    error: jsonb("error"),
+    compensationError: jsonb("compensation_error"),
+    nextAttemptAt: tstz("next_attempt_at"),
+    startedAt: tstz("started_at"),
+    finishedAt: tstz("finished_at"),
+    compensationStartedAt: tstz("compensation_started_at"),
+    compensationFinishedAt: tstz("compensation_finished_at"),
+  },
+  (t) => [
+    primaryKey({ columns: [t.sagaId, t.index] }),
+    // The reaper looks only at leased steps: a small partial index.
+    index("steps_lease_owner_idx")
+      .on(t.leaseOwner)
+      .where(sql`${t.leaseOwner} is not null`),
+  ],
+);
+
+export const outbox = sagaSchema.table(
+  "outbox",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    /** The writing transaction: the relay reads in (xid, id) order below the oldest open transaction. */
+    xid: xid8("xid")
+      .notNull()
+      .default(sql`pg_current_xact_id()`),
+    sagaId: uuid("saga_id"),
+    seq: integer("seq"),
+    type: text("type").notNull(),
+    step: text("step"),
+    /** The saga's name, or null for an application event. */
+    name: text("name"),
+    key: text("key"),
+    payload: jsonb("payload")
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+  },
+  (t) => [index("outbox_xid_id_idx").on(t.xid, t.id), index("outbox_saga_id_seq_idx").on(t.sagaId, t.seq)],
+);
+
+/** Durable consumers: one cursor each, with a lease so one process consumes at a time. */
+export const subscriptions = sagaSchema.table("subscriptions", {
+  name: text("name").primaryKey(),
+  cursorXid: xid8("cursor_xid")
+    .notNull()
+    .default(sql`'0'::xid8`),
+  cursorId: bigint("cursor_id", { mode: "number" }).notNull().default(0),
+  epoch: bigint("epoch", { mode: "number" }).notNull().default(0),
+  owner: text("owner"),
+  leaseExpiresAt: tstz("lease_expires_at"),
+  filter: jsonb("filter")
+    .notNull()
+    .default(sql`'{}'::jsonb`),
+  createdAt: tstz("created_at").notNull().defaultNow(),
+  updatedAt: tstz("updated_at").notNull().defaultNow(),
+});
+
+export const deadLetters = sagaSchema.table(
+  "dead_letters",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    subscription: text("subscription").notNull(),
+    eventId: bigint("event_id", { mode: "number" }).notNull(),
+    event: jsonb("event").notNull(),
+    error: jsonb("error").notNull(),
+    attempts: integer("attempts").notNull(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    redrivenAt: tstz("redriven_at"),
+  },
+  (t) => [index("dead_letters_subscription_idx").on(t.subscription, t.id)],
+);
+
+/** Live workers: a heartbeat each; the reaper recovers the steps of those that went silent. */
+export const workers = sagaSchema.table("workers", {
+  id: text("id").primaryKey(),
+  hostname: text("hostname").notNull(),
+  pid: integer("pid").notNull(),
+  /** `name@version` of every definition the worker runs. */
+  sagas: jsonb("sagas")
+    .notNull()
+    .default(sql`'[]'::jsonb`),
+  /** graphile-worker's own worker ids, for force_unlock_workers when this one dies. */
+  jobWorkerIds: text("job_worker_ids")
+    .array()
+    .notNull()
+    .default(sql`'{}'::text[]`),
+  startedAt: tstz("started_at").notNull().defaultNow(),
+  heartbeatAt: tstz("heartbeat_at").notNull().defaultNow(),
+});
+
+/** Definitions that workers registered: saga.start() from SQL checks names against them. */
+export const definitions = sagaSchema.table(
+  "definitions",
+  {
+    name: text("name").notNull(),
+    version: integer("version").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    steps: jsonb("steps").notNull(),
+    timeoutMs: bigint("timeout_ms", { mode: "number" }),
+    registeredAt: tstz("registered_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.name, t.version] })],
+);

@@ -1,0 +1,55 @@
+import type { Executor } from "../executor.js";
+
+/** One step row's new values; a `fence` makes the write conditional on the claimed attempt. */
+export interface StepPatch {
+  index: number;
+  name: string;
+  status: string;
+  attempt?: number;
+  attempt_base?: number;
+  compensation_attempt?: number;
+  compensation_attempt_base?: number;
+  lease_owner?: string | null;
+  lease_ms?: number;
+  output?: unknown;
+  error?: unknown;
+  compensation_error?: unknown;
+  next_attempt_ms?: number;
+  started?: boolean;
+  finished?: boolean;
+  compensation_started?: boolean;
+  compensation_finished?: boolean;
+  fence?: { status: string; attempt?: number; compensation_attempt?: number; lease_owner: string | null };
+}
+
+export interface EventRow {
+  seq: number;
+  type: string;
+  step?: string;
+  payload?: unknown;
+}
+
+export interface JobSpec {
+  payload: Record<string, unknown>;
+  delay_ms?: number;
+}
+
+/** Writes a whole transition in one round trip (saga._apply, sql/functions.sql). */
+export async function applyTransition(
+  db: Executor,
+  id: string,
+  instance: Record<string, unknown>,
+  steps: StepPatch[],
+  events: EventRow[],
+  jobs: JobSpec[],
+  notify: string | null,
+): Promise<void> {
+  await db.query("select saga._apply($1::uuid, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6::text)", [
+    id,
+    JSON.stringify(instance),
+    JSON.stringify(steps),
+    JSON.stringify(events),
+    JSON.stringify(jobs),
+    notify,
+  ]);
+}

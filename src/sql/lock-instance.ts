@@ -1,0 +1,82 @@
+import type { Executor } from "../executor.js";
+
+/** A saga as a transition sees it, instance row locked. Step outputs are not loaded: they can be large. */
+export interface LockedSaga {
+  id: string;
+  name: string;
+  version: number;
+  state: SagaState;
+  /** The current data: the input of the step at `current_step`. */
+  data: unknown;
+  current_step: number;
+  compensation_cause: CompensationCause | null;
+  seq: number;
+  error: Record<string, unknown> | null;
+  steps: StepRow[];
+}
+
+export type SagaState =
+  | "running"
+  | "compensating"
+  | "completed"
+  | "compensated"
+  | "cancelled"
+  | "timed_out"
+  | "failed"
+  | "compensation_failed";
+
+export type StepStatus =
+  | "pending"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "compensating"
+  | "compensated"
+  | "compensation_failed"
+  | "skipped";
+
+export type CompensationCause = "failure" | "cancel" | "timeout";
+
+export interface StepRow {
+  index: number;
+  name: string;
+  status: StepStatus;
+  attempt: number;
+  attempt_base: number;
+  compensation_attempt: number;
+  compensation_attempt_base: number;
+  lease_owner: string | null;
+  /** Whether a scheduled retry is due by the database clock (true when none is scheduled). */
+  due: boolean;
+  error: { code?: string; outcome?: string } | null;
+}
+
+export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set([
+  "completed",
+  "compensated",
+  "cancelled",
+  "timed_out",
+  "failed",
+  "compensation_failed",
+]);
+
+// Served by the primary keys of instances and steps. Locks the instance row only (invariant 2: instance
+// first); step rows are locked by the updates that follow, in the same transaction.
+const LOCK_SQL = `
+select i.id, i.name, i.version, i.state, coalesce(i.data, i.input) as data, i.current_step, i.compensation_cause,
+       i.seq, i.error,
+       coalesce((select json_agg(json_build_object(
+           'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
+           'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
+           'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
+           'error', s.error) order by s.index)
+         from saga.steps s where s.saga_id = i.id), '[]'::json) as steps
+from saga.instances i
+where i.id = $1
+for update of i`;
+
+/** Locks and reads one saga; `null` when it does not exist. */
+export async function lockInstance(db: Executor, id: string): Promise<LockedSaga | null> {
+  const { rows } = await db.query<LockedSaga>(LOCK_SQL, [id]);
+  return rows[0] ?? null;
+}

@@ -1,0 +1,419 @@
+/**
+ * The saga state machine: pure decisions over a locked saga, written into a {@link Transition}.
+ * Every function here runs while the instance row is locked, so what it reads cannot change under it.
+ */
+import type { CompletedStep } from "../compensation.js";
+import type { AnySaga, StepDefinition } from "../definition.js";
+import { BusinessError, RetryableError, type StoredError, toStoredError } from "../errors.js";
+import { delayFor } from "../retry.js";
+import { type CompensationCause, type StepRow, TERMINAL_STATES } from "../sql/lock-instance.js";
+import type { Transition } from "./transition.js";
+
+/** A step handler this worker now holds the lease for. */
+export interface Claim {
+  kind: "execute" | "compensate";
+  index: number;
+  /** The execution attempt, or the compensation attempt: the fence of the record. */
+  attempt: number;
+  step: StepDefinition;
+  /** For execute: the step's input data. */
+  data?: unknown;
+  /** For compensate: whether the step finished or may have had its effect. */
+  outcome?: "succeeded" | "unknown";
+  error?: StoredError | null;
+}
+
+/** Why an attempt ended without a result. */
+export type FailureKind = "error" | "timeout" | "released" | "lost";
+
+export interface DecideEnv {
+  workerId: string;
+  /** Lease length in ms written on the step: informational; the reaper goes by worker heartbeats. */
+  leaseMs: (step: StepDefinition) => number;
+  /** Whether this process is running the claim right now (a lease of ours that is not is a lost one). */
+  isActive: (sagaId: string, kind: Claim["kind"], index: number) => boolean;
+}
+
+const isUnknown = (row: StepRow) => row.error?.outcome === "unknown";
+
+/** Steps whose effect must be undone: succeeded, or possibly succeeded, and with a compensate handler. */
+function compensable(t: Transition, def: AnySaga): StepRow[] {
+  return t.saga.steps.filter((row) => {
+    if (!def.steps[row.index]?.compensate) return false;
+    switch (row.status) {
+      case "succeeded":
+      case "compensating":
+      case "compensated":
+      case "compensation_failed":
+        return true;
+      case "failed":
+        return isUnknown(row);
+      default:
+        return false;
+    }
+  });
+}
+
+const fenceOf = (row: StepRow, claim: Claim, workerId: string) =>
+  claim.kind === "execute"
+    ? { status: "running", attempt: claim.attempt, lease_owner: workerId }
+    : { status: "compensating", compensation_attempt: claim.attempt, lease_owner: workerId };
+
+/** Whether the claimed attempt still owns its step (invariant 3). */
+export function fenceHolds(t: Transition, claim: Claim, workerId: string): boolean {
+  const row = t.step(claim.index);
+  if (!row || row.lease_owner !== workerId) return false;
+  return claim.kind === "execute"
+    ? row.status === "running" && row.attempt === claim.attempt
+    : row.status === "compensating" && row.compensation_attempt === claim.attempt;
+}
+
+/** Decides and claims the next piece of work of this saga, or schedules it, or finishes the saga. */
+export function planNext(t: Transition, def: AnySaga, env: DecideEnv, only?: number): Claim | null {
+  const saga = t.saga;
+  recoverOwnLostLeases(t, def, env);
+  if (saga.state === "running") {
+    const step = def.steps[saga.current_step];
+    if (!step) return null;
+    const row = t.step(step.index);
+    if (row && (row.status !== "pending" || !row.due)) return null;
+    const attempt = (row?.attempt ?? 0) + 1;
+    t.patchStep({
+      index: step.index,
+      name: step.name,
+      status: "running",
+      attempt,
+      lease_owner: env.workerId,
+      lease_ms: env.leaseMs(step),
+      started: true,
+    });
+    t.event("saga.step.started", step.name, { attempt });
+    return { kind: "execute", index: step.index, attempt, step, data: saga.data };
+  }
+  if (saga.state === "compensating") return planCompensation(t, def, env, only);
+  return null;
+}
+
+/** A lease this worker holds on a step it is not running (its record failed): the attempt is lost. */
+function recoverOwnLostLeases(t: Transition, def: AnySaga, env: DecideEnv): void {
+  for (const row of t.saga.steps) {
+    if (row.lease_owner !== env.workerId) continue;
+    const kind = row.status === "running" ? "execute" : row.status === "compensating" ? "compensate" : null;
+    const step = def.steps[row.index];
+    if (!kind || !step || env.isActive(t.saga.id, kind, row.index)) continue;
+    const attempt = kind === "execute" ? row.attempt : row.compensation_attempt;
+    recordFailure(t, def, env, { kind, index: row.index, attempt, step }, lostError(), "lost");
+  }
+}
+
+export function lostError(): Error {
+  const err = new Error("the worker running this attempt stopped before recording its result");
+  (err as Error & { code: string }).code = "WORKER_LOST";
+  return err;
+}
+
+function planCompensation(t: Transition, def: AnySaga, env: DecideEnv, only?: number): Claim | null {
+  const strategy = def.compensation;
+  const rows = compensable(t, def);
+  const inFlight = rows.filter((r) => r.status === "compensating" && r.lease_owner !== null);
+  const exhausted = rows.filter((r) => r.status === "compensation_failed");
+  const waiting = (r: StepRow) =>
+    r.status === "succeeded" ||
+    r.status === "failed" ||
+    (r.status === "compensating" && r.lease_owner === null);
+  const completed: CompletedStep[] = rows.map((r) => ({
+    name: r.name,
+    index: r.index,
+    outcome: isUnknown(r) ? "unknown" : "succeeded",
+  }));
+  const pending = strategy
+    .order(completed)
+    .map((c) => rows.find((r) => r.index === c.index))
+    .filter((r): r is StepRow => r !== undefined && waiting(r));
+
+  if (
+    inFlight.length === 0 &&
+    (pending.length === 0 || (exhausted.length > 0 && !strategy.continueOnFailure))
+  ) {
+    finishCompensation(t, exhausted);
+    return null;
+  }
+  if (strategy.concurrent) {
+    if (only === undefined) {
+      // Fan out: each compensation is its own job, so they run at once across the worker pool.
+      for (const row of pending) if (row.due) t.job({ id: t.saga.id, step: row.index });
+      return null;
+    }
+    const row = pending.find((r) => r.index === only);
+    return row?.due ? claimCompensation(t, def, env, row) : null;
+  }
+  if (inFlight.length > 0 || (exhausted.length > 0 && !strategy.continueOnFailure)) return null;
+  const next = pending[0];
+  return next?.due ? claimCompensation(t, def, env, next) : null;
+}
+
+function claimCompensation(t: Transition, def: AnySaga, env: DecideEnv, row: StepRow): Claim | null {
+  const step = def.steps[row.index];
+  if (!step) return null;
+  const attempt = row.compensation_attempt + 1;
+  const outcome = isUnknown(row) ? "unknown" : "succeeded";
+  t.patchStep({
+    index: row.index,
+    name: row.name,
+    status: "compensating",
+    compensation_attempt: attempt,
+    lease_owner: env.workerId,
+    lease_ms: env.leaseMs(step),
+    compensation_started: true,
+  });
+  return {
+    kind: "compensate",
+    index: row.index,
+    attempt,
+    step,
+    outcome,
+    error: t.saga.error as StoredError | null,
+  };
+}
+
+function finishCompensation(t: Transition, exhausted: StepRow[]): void {
+  const saga = t.saga;
+  if (exhausted.length > 0) {
+    const failedSteps = exhausted.map((r) => r.name);
+    t.setState("compensation_failed", {
+      finished: true,
+      error: {
+        code: "COMPENSATION_FAILED",
+        message: `compensation of ${failedSteps.join(", ")} ran out of attempts; fix the cause and call retry()`,
+        type: "SagaError",
+        retryable: false,
+        details: { failedSteps, cause: saga.error },
+        step: failedSteps[0],
+      },
+    });
+    t.event("compensation.failed", undefined, { failedSteps });
+    return;
+  }
+  const cause = saga.compensation_cause ?? "failure";
+  t.setState(terminalStateFor(cause), { finished: true });
+  t.event("compensation.completed", undefined, {});
+  if (cause === "cancel") t.event("saga.cancelled", undefined, { reason: saga.error?.message });
+  if (cause === "timeout") t.event("saga.timed_out", undefined, {});
+}
+
+const terminalStateFor = (cause: CompensationCause) =>
+  cause === "cancel" ? "cancelled" : cause === "timeout" ? "timed_out" : "compensated";
+
+/** Moves a saga into compensation, or straight to its terminal state when there is nothing to undo. */
+export function beginCompensation(
+  t: Transition,
+  def: AnySaga,
+  cause: CompensationCause,
+  error: StoredError,
+): void {
+  t.setInstance({ error, compensation_cause: cause });
+  const rows = compensable(t, def);
+  if (rows.length === 0 || !def.compensation.shouldCompensate(error)) {
+    const state = cause === "failure" ? "failed" : terminalStateFor(cause);
+    t.setState(state, { finished: true });
+    const type =
+      cause === "failure" ? "saga.failed" : cause === "cancel" ? "saga.cancelled" : "saga.timed_out";
+    t.event(type, undefined, cause === "cancel" ? { reason: error.message, error } : { error });
+    return;
+  }
+  t.setState("compensating");
+  t.event("compensation.started", undefined, { cause, error, steps: rows.map((r) => r.name) });
+}
+
+/** Whether an error thrown by a step may be retried. */
+export function isRetryable(step: StepDefinition, err: unknown): boolean {
+  if (err instanceof BusinessError) return false;
+  if (err instanceof RetryableError) return true;
+  if (step.retryable) {
+    try {
+      return step.retryable(err);
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Records a result; `false` when the attempt no longer owns the step (the result is discarded). */
+export function recordSuccess(
+  t: Transition,
+  def: AnySaga,
+  env: DecideEnv,
+  claim: Claim,
+  output: unknown,
+  durationMs: number,
+): boolean {
+  const row = t.step(claim.index);
+  if (!row || !fenceHolds(t, claim, env.workerId)) return false;
+  const fence = fenceOf(row, claim, env.workerId);
+  if (claim.kind === "compensate") {
+    t.patchStep({
+      index: claim.index,
+      name: row.name,
+      status: "compensated",
+      lease_owner: null,
+      compensation_finished: true,
+      fence,
+    });
+    t.event("compensation.step.completed", row.name, {
+      attempt: claim.attempt,
+      outcome: claim.outcome,
+      durationMs,
+    });
+    return true;
+  }
+  const data = output === undefined ? claim.data : output;
+  t.patchStep({
+    index: claim.index,
+    name: row.name,
+    status: "succeeded",
+    lease_owner: null,
+    output: data ?? null,
+    error: null,
+    finished: true,
+    fence,
+  });
+  t.event("saga.step.completed", row.name, { attempt: claim.attempt, durationMs });
+  const next = claim.index + 1;
+  if (next >= def.steps.length) {
+    t.setState("completed", {
+      data: data ?? null,
+      result: data ?? null,
+      current_step: next,
+      finished: true,
+      error: null,
+    });
+    t.event("saga.completed", undefined, {});
+  } else {
+    t.setInstance({ data: data ?? null, current_step: next });
+  }
+  return true;
+}
+
+/** Records a failed attempt: a retry (now or later) while attempts remain, else the step fails for good. */
+export function recordFailure(
+  t: Transition,
+  def: AnySaga,
+  env: DecideEnv,
+  claim: Claim,
+  err: unknown,
+  kind: FailureKind,
+): boolean {
+  const row = t.step(claim.index);
+  if (!row || !fenceHolds(t, claim, env.workerId)) return false;
+  const fence = fenceOf(row, claim, env.workerId);
+  const base = { index: claim.index, name: row.name, lease_owner: null, fence };
+  const concurrent = def.compensation.concurrent;
+
+  if (kind === "released") {
+    // Shutdown: the attempt does not count; another worker takes the step at once.
+    const shift =
+      claim.kind === "execute"
+        ? { attempt_base: row.attempt_base + 1 }
+        : { compensation_attempt_base: row.compensation_attempt_base + 1 };
+    t.patchStep({ ...base, status: claim.kind === "execute" ? "pending" : "compensating", ...shift });
+    if (claim.kind === "execute")
+      t.event("saga.step.retrying", row.name, {
+        attempt: claim.attempt,
+        delayMs: 0,
+        reason: "worker shutdown",
+      });
+    t.job(
+      claim.kind === "compensate" && concurrent ? { id: t.saga.id, step: claim.index } : { id: t.saga.id },
+    );
+    return true;
+  }
+
+  if (claim.kind === "compensate") {
+    const retryable = !(err instanceof BusinessError);
+    const stored = toStoredError(err, retryable);
+    const used = row.compensation_attempt - row.compensation_attempt_base;
+    if (retryable && used < claim.step.compensateRetry.maxAttempts) {
+      const delayMs = delayFor(claim.step.compensateRetry, used);
+      t.patchStep({ ...base, status: "compensating", compensation_error: stored, next_attempt_ms: delayMs });
+      t.event("compensation.step.failed", row.name, {
+        attempt: claim.attempt,
+        error: stored,
+        willRetry: true,
+        delayMs,
+      });
+      if (delayMs > 0) t.job(concurrent ? { id: t.saga.id, step: claim.index } : { id: t.saga.id }, delayMs);
+    } else {
+      t.patchStep({
+        ...base,
+        status: "compensation_failed",
+        compensation_error: stored,
+        compensation_finished: true,
+      });
+      t.event("compensation.step.failed", row.name, {
+        attempt: claim.attempt,
+        error: stored,
+        willRetry: false,
+      });
+    }
+    return true;
+  }
+
+  const retryable = kind !== "error" || isRetryable(claim.step, err);
+  const stored: StoredError = {
+    ...toStoredError(err, retryable),
+    outcome: kind === "error" ? "failed" : "unknown",
+  };
+  const used = row.attempt - row.attempt_base;
+  if (retryable && used < claim.step.retry.maxAttempts) {
+    const delayMs = delayFor(claim.step.retry, used);
+    t.patchStep({ ...base, status: "pending", error: stored, next_attempt_ms: delayMs });
+    t.event("saga.step.retrying", row.name, { attempt: claim.attempt, delayMs, error: stored });
+    if (delayMs > 0) {
+      t.setInstance({ next_attempt_ms: delayMs });
+      t.job({ id: t.saga.id }, delayMs);
+    }
+    return true;
+  }
+  t.patchStep({ ...base, status: "failed", error: stored, finished: true });
+  t.event("saga.step.failed", row.name, { attempt: claim.attempt, error: stored });
+  beginCompensation(t, def, "failure", { ...stored, step: row.name });
+  return true;
+}
+
+/**
+ * Cancel or deadline: a running saga stops moving forward and compensates. A step in flight is marked failed
+ * with an unknown outcome (its late result is fenced out) and its worker is told to abort its signal.
+ */
+export function interrupt(
+  t: Transition,
+  def: AnySaga,
+  cause: "cancel" | "timeout",
+  reason: string,
+): "interrupted" | "terminal" | "already" {
+  const saga = t.saga;
+  if (TERMINAL_STATES.has(saga.state)) return "terminal";
+  if (saga.state !== "running") return "already";
+  const code = cause === "cancel" ? "CANCELLED" : "SAGA_TIMEOUT";
+  const row = t.step(saga.current_step);
+  if (row?.status === "running") {
+    t.patchStep({
+      index: row.index,
+      name: row.name,
+      status: "failed",
+      lease_owner: null,
+      finished: true,
+      error: { code, message: reason, type: "SagaError", retryable: false, outcome: "unknown" },
+    });
+    t.event("saga.step.failed", row.name, {
+      attempt: row.attempt,
+      error: { code, message: reason, outcome: "unknown" },
+    });
+    t.notifyControl({ abort: cause, step: row.index });
+  } else if (row?.status === "pending" && row.attempt > 0) {
+    t.patchStep({ index: row.index, name: row.name, status: "failed", finished: true });
+  }
+  beginCompensation(t, def, cause, { code, message: reason, type: "SagaError", retryable: false });
+  if (t.saga.state === "compensating") t.job({ id: saga.id });
+  return "interrupted";
+}

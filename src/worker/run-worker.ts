@@ -1,0 +1,229 @@
+import { EventEmitter } from "node:events";
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { type Runner, type TaskList, type WorkerEvents, type WorkerPool, run } from "graphile-worker";
+import type pg from "pg";
+import type { AnySaga, StepDefinition } from "../definition.js";
+import { SagaError } from "../errors.js";
+import { type Subscriber, createListener } from "../listen.js";
+import type { Logger } from "../logger.js";
+import { quietWorkerLogger } from "../migrate.js";
+import { AbortError } from "./call-handler.js";
+import type { Claim } from "./decide.js";
+import { reap } from "./reaper.js";
+import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
+
+export interface WorkerOptions {
+  /** Jobs run at once by this process. Default 10. */
+  concurrency?: number;
+  /** How often graphile-worker looks for jobs scheduled for later, in ms. Default 1000. */
+  pollInterval?: number;
+  /** Heartbeat period in ms. Default 2000. */
+  heartbeatInterval?: number;
+  /** A worker silent this long is dead: its steps are retried elsewhere. Default 15000. */
+  deadWorkerAfter?: number;
+  /** How often this worker looks for dead workers, in ms. Default 5000. */
+  reapInterval?: number;
+}
+
+/** A running worker process's handle. */
+export interface SagaWorker {
+  readonly id: string;
+  /** Counters since start: results discarded by the fence, steps recovered from dead workers. */
+  readonly stats: { discarded: number; reaped: number };
+  /**
+   * Stops taking work, waits up to `timeoutMs` (default 10 s) for running steps, then aborts their signals
+   * and releases them, so another worker retries them at once.
+   */
+  stop(options?: { timeoutMs?: number }): Promise<void>;
+}
+
+export const sagaTask = (def: AnySaga) => `saga:${def.name}@${def.version}`;
+
+/** Records each definition; refuses one whose steps changed under the same version number. */
+async function registerDefinitions(pool: pg.Pool, sagas: readonly AnySaga[]): Promise<void> {
+  for (const def of sagas) {
+    const steps = def.steps.map((s) => ({
+      name: s.name,
+      transactional: s.transactional,
+      compensates: s.compensate !== undefined,
+    }));
+    const { rows } = await pool.query<{ fingerprint: string }>(
+      `insert into saga.definitions as d (name, version, fingerprint, steps, timeout_ms) values ($1, $2, $3, $4, $5)
+       on conflict (name, version) do update set registered_at = now() where d.fingerprint = excluded.fingerprint
+       returning d.fingerprint`,
+      [def.name, def.version, def.fingerprint, JSON.stringify(steps), def.timeoutMs ?? null],
+    );
+    if (rows.length === 0) {
+      throw new SagaError(
+        "DEFINITION_MISMATCH",
+        `saga "${def.name}" version ${def.version} is registered with other steps; bump its version (running instances keep the old one)`,
+      );
+    }
+  }
+}
+
+/** @internal started through engine.runWorker(). */
+export async function startWorker(
+  pool: pg.Pool,
+  connection: pg.ClientConfig,
+  sagas: readonly AnySaga[],
+  logger: Logger,
+  options: WorkerOptions = {},
+): Promise<SagaWorker> {
+  const concurrency = options.concurrency ?? 10;
+  const heartbeatMs = options.heartbeatInterval ?? 2_000;
+  const deadAfterMs = options.deadWorkerAfter ?? 15_000;
+  const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const byKey = new Map(sagas.map((s) => [`${s.name}@${s.version}`, s]));
+  await registerDefinitions(pool, sagas);
+  await pool.query("insert into saga.workers (id, hostname, pid, sagas) values ($1, $2, $3, $4)", [
+    id,
+    hostname(),
+    process.pid,
+    JSON.stringify([...byKey.keys()]),
+  ]);
+
+  const active = new Map<string, AbortController>();
+  const timers = new Set<NodeJS.Timeout>();
+  const stats = { discarded: 0, reaped: 0 };
+  let stopping = false;
+  let workerPool: WorkerPool | undefined;
+  const jobWorkerIds: string[] = [];
+  const activeKey = (sagaId: string, kind: Claim["kind"], index: number) => `${sagaId}/${kind}/${index}`;
+
+  const env: WorkerEnv = {
+    pool,
+    logger,
+    workerId: id,
+    get stopping() {
+      return stopping;
+    },
+    leaseMs: (step: StepDefinition) => (step.timeoutMs ?? 300_000) + deadAfterMs,
+    isActive: (sagaId, kind, index) => active.has(activeKey(sagaId, kind, index)),
+    track(sagaId, kind, index, controller) {
+      const key = activeKey(sagaId, kind, index);
+      active.set(key, controller);
+      return () => {
+        if (active.get(key) === controller) active.delete(key);
+      };
+    },
+    wakeAfter(delays) {
+      for (const delay of delays) {
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          workerPool?.nudge(1);
+        }, delay + 5);
+        timers.add(timer);
+      }
+    },
+    onDiscarded() {
+      stats.discarded++;
+    },
+  };
+
+  const events = new EventEmitter() as WorkerEvents;
+  events.on("pool:create", ({ workerPool: created }) => {
+    workerPool = created;
+  });
+  events.on("worker:create", ({ worker }) => {
+    jobWorkerIds.push(worker.workerId);
+  });
+  const taskList: TaskList = {};
+  for (const def of sagas) {
+    taskList[sagaTask(def)] = async (payload) => runSagaJob(env, def, payload as SagaJobPayload);
+  }
+
+  let runner: Runner;
+  let subscriber: Subscriber | undefined;
+  try {
+    runner = await run({
+      pgPool: pool,
+      concurrency,
+      noHandleSignals: true,
+      pollInterval: options.pollInterval ?? 1_000,
+      taskList,
+      logger: quietWorkerLogger,
+      events,
+    });
+    subscriber = await listenForControl(connection, active, logger);
+  } catch (err) {
+    await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
+    throw err;
+  }
+
+  const every = (ms: number, task: () => Promise<void>) => {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running || stopping) return;
+      running = true;
+      task()
+        .catch((err: unknown) =>
+          logger.warn("background task failed; will try again", { error: String(err) }),
+        )
+        .finally(() => {
+          running = false;
+        });
+    }, ms);
+    timers.add(timer);
+  };
+  every(heartbeatMs, async () => {
+    // A worker presumed dead (paused past the threshold) comes back with a new row: its old leases are gone.
+    await pool.query(
+      `insert into saga.workers (id, hostname, pid, sagas, job_worker_ids) values ($1, $2, $3, $4, $5)
+       on conflict (id) do update set heartbeat_at = now(), job_worker_ids = excluded.job_worker_ids`,
+      [id, hostname(), process.pid, JSON.stringify([...byKey.keys()]), jobWorkerIds],
+    );
+  });
+  every(options.reapInterval ?? 5_000, async () => {
+    const result = await reap(pool, byKey, deadAfterMs);
+    stats.reaped += result.steps;
+    if (result.steps > 0 || result.workers > 0) logger.info("recovered work of dead workers", result);
+  });
+
+  return {
+    id,
+    stats,
+    async stop({ timeoutMs = 10_000 } = {}) {
+      if (stopping) return;
+      stopping = true;
+      const grace = setTimeout(() => {
+        for (const controller of active.values())
+          controller.abort(new AbortError("WORKER_SHUTDOWN", "worker shutting down"));
+      }, timeoutMs);
+      try {
+        await runner.stop();
+      } finally {
+        clearTimeout(grace);
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
+        await subscriber?.close().catch(() => {});
+        await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
+      }
+    },
+  };
+}
+
+/** Cancel and deadline transitions NOTIFY `saga_control`; the worker running that saga's step aborts it. */
+async function listenForControl(
+  connection: pg.ClientConfig,
+  active: Map<string, AbortController>,
+  logger: Logger,
+): Promise<Subscriber> {
+  const subscriber = createListener(connection, (err) =>
+    logger.warn("control listener error", { error: String(err) }),
+  );
+  subscriber.notifications.on("saga_control", (message: { id?: string; abort?: string; step?: number }) => {
+    if (!message?.id) return;
+    const code = message.abort === "timeout" ? "SAGA_TIMEOUT" : "SAGA_CANCELLED";
+    for (const [key, controller] of active) {
+      if (key.startsWith(`${message.id}/execute/`))
+        controller.abort(
+          new AbortError(code, `the saga was ${message.abort === "timeout" ? "timed out" : "cancelled"}`),
+        );
+    }
+  });
+  await subscriber.connect();
+  await subscriber.listenTo("saga_control");
+  return subscriber;
+}

@@ -1,0 +1,239 @@
+import type pg from "pg";
+import type { AnySaga, TransactionalStepContext } from "../definition.js";
+import { SagaError, toStoredError } from "../errors.js";
+import type { Executor } from "../executor.js";
+import { type Logger, scopedLogger } from "../logger.js";
+import { withTransaction } from "../db.js";
+import { lockInstance } from "../sql/lock-instance.js";
+import { loadCompensationData } from "../sql/compensation-data.js";
+import { AbortError, callHandler, type Outcome } from "./call-handler.js";
+import { type Claim, type DecideEnv, planNext, recordFailure, recordSuccess, interrupt } from "./decide.js";
+import { Transition } from "./transition.js";
+
+/** The payload of a saga job: `step` targets one compensation (parallel strategy). */
+export interface SagaJobPayload {
+  id: string;
+  step?: number;
+  deadline?: boolean;
+  validate?: boolean;
+  cancel?: string;
+}
+
+/** What the step loop needs from the worker that runs it. */
+export interface WorkerEnv extends DecideEnv {
+  pool: pg.Pool;
+  logger: Logger;
+  readonly stopping: boolean;
+  track(sagaId: string, kind: Claim["kind"], index: number, controller: AbortController): () => void;
+  /** Local wake-up timers for jobs scheduled later: the database row stays the source of truth. */
+  wakeAfter(delaysMs: number[]): void;
+  onDiscarded(claim: Claim): void;
+  onTransition?(saga: Transition): void;
+}
+
+/** Runs one locked transition; `null` when the saga does not exist. */
+async function transition<T>(
+  env: WorkerEnv,
+  id: string,
+  decide: (t: Transition, db: Executor) => Promise<T> | T,
+): Promise<T | null> {
+  let delays: number[] = [];
+  const result = await withTransaction(env.pool, async (db) => {
+    const saga = await lockInstance(db, id);
+    if (!saga) return null;
+    const t = new Transition(saga);
+    const value = await decide(t, db);
+    await t.flush(db);
+    delays = t.delayedJobs;
+    env.onTransition?.(t);
+    return value;
+  });
+  if (delays.length > 0) env.wakeAfter(delays);
+  return result;
+}
+
+/**
+ * A saga job: claim → call → record, and on to the next step in the same process while there is one: the
+ * record of step N and the claim of step N+1 commit together, so a healthy saga needs no job per step.
+ */
+export async function runSagaJob(env: WorkerEnv, def: AnySaga, payload: SagaJobPayload): Promise<void> {
+  const { id } = payload;
+  if (payload.deadline || payload.cancel !== undefined) {
+    await transition(env, id, (t) => {
+      interrupt(
+        t,
+        def,
+        payload.deadline ? "timeout" : "cancel",
+        payload.cancel ?? "the saga deadline passed",
+      );
+    });
+    return;
+  }
+  let claim = await transition(env, id, (t) => {
+    if (payload.validate && !validateInput(t, def)) return null;
+    return planNext(t, def, env, payload.step);
+  });
+  while (claim) claim = await runClaim(env, def, id, claim);
+}
+
+/** Input started from SQL is checked against the zod schema before any step runs. */
+function validateInput(t: Transition, def: AnySaga): boolean {
+  if (t.saga.state !== "running" || t.saga.steps.length > 0) return true;
+  const parsed = def.inputSchema.safeParse(t.saga.data);
+  if (parsed.success) {
+    t.setInstance({ data: parsed.data ?? null });
+    return true;
+  }
+  const issues = parsed.error.issues.map((i) => ({
+    path: i.path.map(String),
+    code: i.code,
+    message: i.message,
+  }));
+  const error = {
+    code: "INVALID_INPUT",
+    message: `input of saga "${def.name}" is invalid: ${issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`,
+    type: "SagaError",
+    retryable: false,
+    details: { issues },
+  };
+  t.setState("failed", { error, finished: true });
+  t.event("saga.failed", undefined, { error });
+  return false;
+}
+
+async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Claim): Promise<Claim | null> {
+  const controller = new AbortController();
+  const untrack = env.track(id, claim.kind, claim.index, controller);
+  const logger = scopedLogger(env.logger, {
+    sagaId: id,
+    saga: def.name,
+    step: claim.step.name,
+    attempt: claim.attempt,
+  });
+  try {
+    if (env.stopping) controller.abort(new AbortError("WORKER_SHUTDOWN", "worker shutting down"));
+    if (claim.kind === "execute" && claim.step.transactional)
+      return await runTransactional(env, def, id, claim, controller, logger);
+    const started = performance.now();
+    const data =
+      claim.kind === "execute"
+        ? claim.data
+        : await loadCompensationData(env.pool, id, claim.index, claim.outcome === "succeeded");
+    const ctx = context(def, id, claim, controller.signal, logger);
+    const timeoutMs =
+      claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);
+    const outcome = await callHandler(
+      () =>
+        claim.kind === "execute"
+          ? claim.step.execute(data, ctx as TransactionalStepContext)
+          : claim.step.compensate?.(data, {
+              ...ctx,
+              outcome: claim.outcome ?? "succeeded",
+              input: data,
+              error: claim.error ?? null,
+            }),
+      controller,
+      timeoutMs,
+    );
+    const durationMs = Math.round(performance.now() - started);
+    if (!outcome.ok && outcome.kind === "error")
+      logger.warn("step attempt failed", { error: toStoredError(outcome.error, true) });
+    return await transition(env, id, (t) => {
+      const applied = record(t, def, env, claim, outcome, durationMs);
+      if (!applied) {
+        env.onDiscarded(claim);
+        logger.warn("late or duplicate result discarded: the attempt no longer owns the step");
+      }
+      return env.stopping
+        ? null
+        : planNext(
+            t,
+            def,
+            env,
+            claim.kind === "compensate" && def.compensation.concurrent ? claim.index : undefined,
+          );
+    });
+  } finally {
+    untrack();
+  }
+}
+
+function record(
+  t: Transition,
+  def: AnySaga,
+  env: WorkerEnv,
+  claim: Claim,
+  outcome: Outcome,
+  durationMs: number,
+): boolean {
+  return outcome.ok
+    ? recordSuccess(t, def, env, claim, outcome.value, durationMs)
+    : recordFailure(t, def, env, claim, outcome.error, outcome.kind);
+}
+
+function context(def: AnySaga, id: string, claim: Claim, signal: AbortSignal, logger: Logger) {
+  return {
+    sagaId: id,
+    sagaName: def.name,
+    step: claim.step.name,
+    attempt: claim.attempt,
+    idempotencyKey: `${id}:${claim.step.name}${claim.kind === "compensate" ? ":compensate" : ""}`,
+    signal,
+    logger,
+  };
+}
+
+/**
+ * A transactional step runs on the record transaction: its writes and the step's record commit together.
+ * A savepoint keeps the failure record when the handler's writes roll back.
+ */
+async function runTransactional(
+  env: WorkerEnv,
+  def: AnySaga,
+  id: string,
+  claim: Claim,
+  controller: AbortController,
+  logger: Logger,
+): Promise<Claim | null> {
+  return transition(env, id, async (t, db) => {
+    if (!recordable(t, env, claim)) {
+      env.onDiscarded(claim);
+      return null;
+    }
+    const started = performance.now();
+    let settled = false;
+    const tx: Executor = {
+      query: (text, values) => {
+        if (settled)
+          return Promise.reject(
+            new SagaError(
+              "INVALID_STATE",
+              "ctx.tx used after the step ended; await every query inside execute",
+            ),
+          );
+        return db.query(text, values);
+      },
+    };
+    if (claim.step.timeoutMs !== undefined)
+      await db.query(`set local statement_timeout = ${Math.max(1, claim.step.timeoutMs)}`);
+    await db.query("savepoint saga_step");
+    const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
+    const outcome = await callHandler(
+      () => claim.step.execute(claim.data, ctx),
+      controller,
+      claim.step.timeoutMs,
+    );
+    settled = true;
+    await db.query(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
+    if (claim.step.timeoutMs !== undefined) await db.query("set local statement_timeout = default");
+    record(t, def, env, claim, outcome, Math.round(performance.now() - started));
+    return env.stopping ? null : planNext(t, def, env);
+  });
+}
+
+function recordable(t: Transition, env: WorkerEnv, claim: Claim): boolean {
+  const row = t.step(claim.index);
+  return (
+    !!row && row.lease_owner === env.workerId && row.status === "running" && row.attempt === claim.attempt
+  );
+}

@@ -1,0 +1,118 @@
+import type { Executor } from "../executor.js";
+import { type EventRow, type JobSpec, type StepPatch, applyTransition } from "../sql/apply-transition.js";
+import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-instance.js";
+
+/**
+ * The writes of one transition, collected while the instance row is locked and flushed in one round trip.
+ * It also keeps the in-memory view of the saga current, so a decision taken after a record in the same
+ * transaction (record step N, claim step N+1) sees what the record did.
+ */
+export class Transition {
+  private readonly instance: Record<string, unknown> = {};
+  private readonly stepPatches = new Map<number, StepPatch>();
+  private readonly events: EventRow[] = [];
+  private readonly jobs: JobSpec[] = [];
+  private notify: string | null = null;
+
+  constructor(readonly saga: LockedSaga) {}
+
+  get empty(): boolean {
+    return (
+      Object.keys(this.instance).length === 0 &&
+      this.stepPatches.size === 0 &&
+      this.events.length === 0 &&
+      this.jobs.length === 0
+    );
+  }
+
+  step(index: number): StepRow | undefined {
+    return this.saga.steps.find((s) => s.index === index);
+  }
+
+  setState(state: SagaState, fields: Record<string, unknown> = {}): void {
+    this.saga.state = state;
+    Object.assign(this.instance, { state, ...fields });
+  }
+
+  setInstance(fields: Record<string, unknown>): void {
+    if ("current_step" in fields) this.saga.current_step = fields.current_step as number;
+    if ("data" in fields) this.saga.data = fields.data;
+    if ("compensation_cause" in fields)
+      this.saga.compensation_cause = fields.compensation_cause as LockedSaga["compensation_cause"];
+    if ("error" in fields) this.saga.error = fields.error as LockedSaga["error"];
+    Object.assign(this.instance, fields);
+  }
+
+  /** Merges a patch into the step's pending write and its in-memory row. */
+  patchStep(patch: StepPatch): void {
+    const previous = this.stepPatches.get(patch.index);
+    // A fence belongs to the first patch of the row in this transition: it guards what was read under lock.
+    const merged: StepPatch = previous ? { ...previous, ...patch } : patch;
+    const fence = previous?.fence ?? patch.fence;
+    if (fence) merged.fence = fence;
+    this.stepPatches.set(patch.index, merged);
+
+    let row = this.step(patch.index);
+    if (!row) {
+      row = {
+        index: patch.index,
+        name: patch.name,
+        status: patch.status as StepStatus,
+        attempt: 0,
+        attempt_base: 0,
+        compensation_attempt: 0,
+        compensation_attempt_base: 0,
+        lease_owner: null,
+        due: true,
+        error: null,
+      };
+      this.saga.steps.push(row);
+      this.saga.steps.sort((a, b) => a.index - b.index);
+    }
+    row.status = patch.status as StepStatus;
+    if (patch.attempt !== undefined) row.attempt = patch.attempt;
+    if (patch.attempt_base !== undefined) row.attempt_base = patch.attempt_base;
+    if (patch.compensation_attempt !== undefined) row.compensation_attempt = patch.compensation_attempt;
+    if (patch.compensation_attempt_base !== undefined)
+      row.compensation_attempt_base = patch.compensation_attempt_base;
+    if ("lease_owner" in patch) row.lease_owner = patch.lease_owner ?? null;
+    if ("error" in patch) row.error = (patch.error ?? null) as StepRow["error"];
+    row.due = !(patch.next_attempt_ms !== undefined && patch.next_attempt_ms > 0);
+  }
+
+  event(type: string, step?: string, payload?: unknown): void {
+    this.saga.seq += 1;
+    const row: EventRow = { seq: this.saga.seq, type };
+    if (step !== undefined) row.step = step;
+    if (payload !== undefined) row.payload = payload;
+    this.events.push(row);
+  }
+
+  job(payload: Record<string, unknown>, delayMs = 0): void {
+    this.jobs.push(delayMs > 0 ? { payload, delay_ms: delayMs } : { payload });
+  }
+
+  /** Wakes the workers that run this saga's handlers (cancel, deadline): they abort their signals. */
+  notifyControl(message: Record<string, unknown>): void {
+    this.notify = JSON.stringify({ id: this.saga.id, ...message });
+  }
+
+  /** Scheduled job delays, for local wake-up timers. */
+  get delayedJobs(): number[] {
+    return this.jobs.flatMap((j) => (j.delay_ms ? [j.delay_ms] : []));
+  }
+
+  async flush(db: Executor): Promise<void> {
+    if (this.empty && this.notify === null) return;
+    if (this.events.length > 0) this.instance.seq = this.saga.seq;
+    await applyTransition(
+      db,
+      this.saga.id,
+      this.instance,
+      [...this.stepPatches.values()],
+      this.events,
+      this.jobs,
+      this.notify,
+    );
+  }
+}
