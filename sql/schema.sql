@@ -1,0 +1,318 @@
+CREATE SCHEMA saga;
+
+CREATE FUNCTION saga._apply(p_id uuid, p_instance jsonb, p_steps jsonb, p_events jsonb, p_jobs jsonb, p_notify text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_name text;
+  v_version int;
+  s jsonb;
+  j jsonb;
+begin
+  update saga.instances i set
+    state = coalesce(p_instance->>'state', i.state),
+    data = case when p_instance ? 'data' then p_instance->'data' else i.data end,
+    result = case when p_instance ? 'result' then p_instance->'result' else i.result end,
+    error = case when p_instance ? 'error' then nullif(p_instance->'error', 'null'::jsonb) else i.error end,
+    current_step = coalesce((p_instance->>'current_step')::int, i.current_step),
+    compensation_cause = case when p_instance ? 'compensation_cause' then p_instance->>'compensation_cause' else i.compensation_cause end,
+    seq = coalesce((p_instance->>'seq')::int, i.seq),
+    next_attempt_at = case when p_instance ? 'next_attempt_ms'
+      then now() + (p_instance->>'next_attempt_ms')::bigint * interval '1 millisecond' else null end,
+    finished_at = case when p_instance ? 'finished' then (case when (p_instance->>'finished')::boolean then now() end) else i.finished_at end,
+    updated_at = now()
+  where i.id = p_id
+  returning i.name, i.version into v_name, v_version;
+  if not found then
+    raise exception 'saga % not found', p_id using errcode = 'SG404';
+  end if;
+
+  for s in select * from jsonb_array_elements(coalesce(p_steps, '[]'::jsonb)) loop
+    insert into saga.steps as t (saga_id, index, name, status, attempt, attempt_base, compensation_attempt,
+      compensation_attempt_base, lease_owner, lease_expires_at, output, error, compensation_error, next_attempt_at,
+      started_at, finished_at, compensation_started_at, compensation_finished_at)
+    values (p_id, (s->>'index')::int, s->>'name', s->>'status', coalesce((s->>'attempt')::int, 0),
+      coalesce((s->>'attempt_base')::int, 0), coalesce((s->>'compensation_attempt')::int, 0),
+      coalesce((s->>'compensation_attempt_base')::int, 0), s->>'lease_owner',
+      case when s ? 'lease_ms' then now() + (s->>'lease_ms')::bigint * interval '1 millisecond' end,
+      s->'output', nullif(s->'error', 'null'::jsonb), nullif(s->'compensation_error', 'null'::jsonb),
+      case when s ? 'next_attempt_ms' then now() + (s->>'next_attempt_ms')::bigint * interval '1 millisecond' end,
+      case when (s->>'started')::boolean then now() end, case when (s->>'finished')::boolean then now() end,
+      case when (s->>'compensation_started')::boolean then now() end,
+      case when (s->>'compensation_finished')::boolean then now() end)
+    on conflict (saga_id, index) do update set
+      status = excluded.status,
+      attempt = coalesce((s->>'attempt')::int, t.attempt),
+      attempt_base = coalesce((s->>'attempt_base')::int, t.attempt_base),
+      compensation_attempt = coalesce((s->>'compensation_attempt')::int, t.compensation_attempt),
+      compensation_attempt_base = coalesce((s->>'compensation_attempt_base')::int, t.compensation_attempt_base),
+      lease_owner = excluded.lease_owner,
+      lease_expires_at = excluded.lease_expires_at,
+      output = case when s ? 'output' then excluded.output else t.output end,
+      error = case when s ? 'error' then excluded.error else t.error end,
+      compensation_error = case when s ? 'compensation_error' then excluded.compensation_error else t.compensation_error end,
+      next_attempt_at = excluded.next_attempt_at,
+      started_at = coalesce(excluded.started_at, t.started_at),
+      finished_at = case when s ? 'finished' then excluded.finished_at else t.finished_at end,
+      compensation_started_at = coalesce(excluded.compensation_started_at, t.compensation_started_at),
+      compensation_finished_at = case when s ? 'compensation_finished' then excluded.compensation_finished_at
+        else t.compensation_finished_at end
+    where not (s ? 'fence')
+       or (t.status = s->'fence'->>'status'
+           and case when s->'fence' ? 'compensation_attempt'
+                 then t.compensation_attempt = (s->'fence'->>'compensation_attempt')::int
+                 else t.attempt = (s->'fence'->>'attempt')::int end
+           and t.lease_owner is not distinct from s->'fence'->>'lease_owner');
+    if not found then
+      raise exception 'step % of saga % moved on since it was claimed; result discarded', s->>'index', p_id
+        using errcode = 'SG409';
+    end if;
+  end loop;
+
+  insert into saga.outbox (saga_id, seq, type, step, name, payload)
+  select p_id, (e->>'seq')::int, e->>'type', e->>'step', v_name, coalesce(e->'payload', '{}'::jsonb)
+  from jsonb_array_elements(coalesce(p_events, '[]'::jsonb)) e;
+
+  for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop
+    perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
+      run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
+  end loop;
+
+  if p_notify is not null then
+    perform pg_notify('saga_control', p_notify);
+  end if;
+end $$;
+
+CREATE FUNCTION saga._start(p_name text, p_version integer, p_input jsonb, p_idempotency_key text, p_metadata jsonb, p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean) RETURNS TABLE(id uuid, created boolean)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_id uuid;
+  v_deadline timestamptz;
+  v_task text := saga._task(p_name, p_version);
+begin
+  if p_timeout_ms is not null then
+    v_deadline := now() + p_timeout_ms * interval '1 millisecond';
+  end if;
+  insert into saga.instances as i (name, version, state, input, idempotency_key, metadata, deadline, seq, trace_context, parent_id)
+  values (p_name, p_version, 'running', p_input, p_idempotency_key, coalesce(p_metadata, '{}'::jsonb), v_deadline, 1,
+          p_trace_context, p_parent_id)
+  on conflict (name, idempotency_key) do nothing
+  returning i.id into v_id;
+
+  if v_id is null then
+    -- The key is taken by a committed instance (ON CONFLICT waited for any open inserter).
+    select i.id into v_id from saga.instances i where i.name = p_name and i.idempotency_key = p_idempotency_key;
+    if v_id is null then
+      raise exception 'idempotency key % of saga % is held by a transaction this snapshot cannot see', p_idempotency_key, p_name
+        using errcode = '40001';
+    end if;
+    return query select v_id, false;
+    return;
+  end if;
+
+  insert into saga.outbox (saga_id, seq, type, name, payload)
+  values (v_id, 1, 'saga.started', p_name, jsonb_strip_nulls(jsonb_build_object(
+    'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)));
+
+  perform graphile_worker.add_job(v_task,
+    case when p_validated then json_build_object('id', v_id) else json_build_object('id', v_id, 'validate', true) end);
+  if v_deadline is not null then
+    perform graphile_worker.add_job(v_task, json_build_object('id', v_id, 'deadline', true), run_at => v_deadline);
+  end if;
+  return query select v_id, true;
+end $$;
+
+CREATE FUNCTION saga._task(p_name text, p_version integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select 'saga:' || p_name || '@' || p_version $$;
+
+CREATE TABLE saga.__drizzle_migrations (
+    id integer NOT NULL,
+    hash text NOT NULL,
+    created_at bigint
+);
+
+CREATE SEQUENCE saga.__drizzle_migrations_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE saga.__drizzle_migrations_id_seq OWNED BY saga.__drizzle_migrations.id;
+
+CREATE TABLE saga.dead_letters (
+    id bigint NOT NULL,
+    subscription text NOT NULL,
+    event_id bigint NOT NULL,
+    event jsonb NOT NULL,
+    error jsonb NOT NULL,
+    attempts integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    redriven_at timestamp with time zone
+);
+
+ALTER TABLE saga.dead_letters ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME saga.dead_letters_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE saga.definitions (
+    name text NOT NULL,
+    version integer NOT NULL,
+    fingerprint text NOT NULL,
+    steps jsonb NOT NULL,
+    timeout_ms bigint,
+    registered_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE saga.outbox (
+    id bigint NOT NULL,
+    xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
+    saga_id uuid,
+    seq integer,
+    type text NOT NULL,
+    step text,
+    name text,
+    key text,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE VIEW saga.events AS
+ SELECT o.id,
+    o.saga_id,
+    o.seq,
+    o.type,
+    o.step,
+    o.name,
+    o.key,
+    o.payload,
+    o.created_at
+   FROM saga.outbox o;
+
+CREATE TABLE saga.instances (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    version integer NOT NULL,
+    state text NOT NULL,
+    input jsonb NOT NULL,
+    data jsonb,
+    result jsonb,
+    error jsonb,
+    current_step integer DEFAULT 0 NOT NULL,
+    compensation_cause text,
+    idempotency_key text,
+    parent_id uuid,
+    deadline timestamp with time zone,
+    seq integer DEFAULT 0 NOT NULL,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    trace_context text,
+    next_attempt_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone
+);
+
+ALTER TABLE saga.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME saga.outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE saga.steps (
+    saga_id uuid NOT NULL,
+    index integer NOT NULL,
+    name text NOT NULL,
+    status text NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    attempt_base integer DEFAULT 0 NOT NULL,
+    compensation_attempt integer DEFAULT 0 NOT NULL,
+    compensation_attempt_base integer DEFAULT 0 NOT NULL,
+    lease_owner text,
+    lease_expires_at timestamp with time zone,
+    output jsonb,
+    error jsonb,
+    compensation_error jsonb,
+    next_attempt_at timestamp with time zone,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    compensation_started_at timestamp with time zone,
+    compensation_finished_at timestamp with time zone
+);
+
+CREATE TABLE saga.subscriptions (
+    name text NOT NULL,
+    cursor_xid xid8 DEFAULT '0'::xid8 NOT NULL,
+    cursor_id bigint DEFAULT 0 NOT NULL,
+    epoch bigint DEFAULT 0 NOT NULL,
+    owner text,
+    lease_expires_at timestamp with time zone,
+    filter jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE saga.workers (
+    id text NOT NULL,
+    hostname text NOT NULL,
+    pid integer NOT NULL,
+    sagas jsonb DEFAULT '[]'::jsonb NOT NULL,
+    job_worker_ids text[] DEFAULT '{}'::text[] NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY saga.__drizzle_migrations ALTER COLUMN id SET DEFAULT nextval('saga.__drizzle_migrations_id_seq'::regclass);
+
+ALTER TABLE ONLY saga.__drizzle_migrations
+    ADD CONSTRAINT __drizzle_migrations_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY saga.dead_letters
+    ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY saga.definitions
+    ADD CONSTRAINT definitions_name_version_pk PRIMARY KEY (name, version);
+
+ALTER TABLE ONLY saga.instances
+    ADD CONSTRAINT instances_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY saga.outbox
+    ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY saga.steps
+    ADD CONSTRAINT steps_saga_id_index_pk PRIMARY KEY (saga_id, index);
+
+ALTER TABLE ONLY saga.subscriptions
+    ADD CONSTRAINT subscriptions_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY saga.workers
+    ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
+
+CREATE INDEX dead_letters_subscription_idx ON saga.dead_letters USING btree (subscription, id);
+
+CREATE INDEX instances_created_at_id_idx ON saga.instances USING btree (created_at, id);
+
+CREATE UNIQUE INDEX instances_name_idempotency_key_key ON saga.instances USING btree (name, idempotency_key);
+
+CREATE INDEX instances_parent_id_idx ON saga.instances USING btree (parent_id) WHERE (parent_id IS NOT NULL);
+
+CREATE INDEX instances_state_created_at_idx ON saga.instances USING btree (state, created_at, id);
+
+CREATE INDEX outbox_saga_id_seq_idx ON saga.outbox USING btree (saga_id, seq);
+
+CREATE INDEX outbox_xid_id_idx ON saga.outbox USING btree (xid, id);
+
+CREATE INDEX steps_lease_owner_idx ON saga.steps USING btree (lease_owner) WHERE (lease_owner IS NOT NULL);
+
+ALTER TABLE ONLY saga.steps
+    ADD CONSTRAINT steps_saga_id_instances_id_fk FOREIGN KEY (saga_id) REFERENCES saga.instances(id) ON DELETE CASCADE;
