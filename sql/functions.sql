@@ -138,3 +138,31 @@ begin
     perform pg_notify('saga_control', p_notify);
   end if;
 end $$;
+--> statement-breakpoint
+
+-- Locks a saga's instance row, then reads it with its step rows. Two statements on purpose: a single
+-- SELECT ... FOR UPDATE that waited for the lock would re-check the instance row but evaluate the step
+-- subquery with the snapshot taken before the wait, and so could decide on step rows that changed since.
+-- Each statement of a plpgsql function takes a fresh snapshot under READ COMMITTED.
+create or replace function saga._lock(p_id uuid) returns json
+language plpgsql as $$
+declare
+  v json;
+begin
+  perform 1 from saga.instances where id = p_id for update;
+  if not found then
+    return null;
+  end if;
+  select json_build_object(
+    'id', i.id, 'name', i.name, 'version', i.version, 'state', i.state, 'data', coalesce(i.data, i.input),
+    'current_step', i.current_step, 'compensation_cause', i.compensation_cause, 'seq', i.seq, 'error', i.error,
+    'steps', coalesce((select json_agg(json_build_object(
+        'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
+        'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
+        'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
+        'error', s.error) order by s.index)
+      from saga.steps s where s.saga_id = i.id), '[]'::json))
+  into v
+  from saga.instances i where i.id = p_id;
+  return v;
+end $$;

@@ -83,6 +83,30 @@ begin
   end if;
 end $$;
 
+CREATE FUNCTION saga._lock(p_id uuid) RETURNS json
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v json;
+begin
+  perform 1 from saga.instances where id = p_id for update;
+  if not found then
+    return null;
+  end if;
+  select json_build_object(
+    'id', i.id, 'name', i.name, 'version', i.version, 'state', i.state, 'data', coalesce(i.data, i.input),
+    'current_step', i.current_step, 'compensation_cause', i.compensation_cause, 'seq', i.seq, 'error', i.error,
+    'steps', coalesce((select json_agg(json_build_object(
+        'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
+        'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
+        'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
+        'error', s.error) order by s.index)
+      from saga.steps s where s.saga_id = i.id), '[]'::json))
+  into v
+  from saga.instances i where i.id = p_id;
+  return v;
+end $$;
+
 CREATE FUNCTION saga._start(p_name text, p_version integer, p_input jsonb, p_idempotency_key text, p_metadata jsonb, p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean) RETURNS TABLE(id uuid, created boolean)
     LANGUAGE plpgsql
     AS $$

@@ -54,7 +54,8 @@ export async function withTransaction<T>(
     let broken = false;
     try {
       client = await pool.connect();
-      await client.query("begin");
+      // Every transition decides from rows read after its lock: READ COMMITTED, whatever the server default.
+      await client.query("begin isolation level read committed");
       const result = await fn(client as pg.PoolClient & Executor);
       await client.query("commit");
       return result;

@@ -46,7 +46,7 @@ type Awaitable<T> = T | Promise<T>;
 export type NextData<In, Out> = [Out] extends [void | undefined] ? In : Out;
 
 interface StepOptionsBase<In, Out> {
-  compensate?: (data: NextData<In, Out>, ctx: CompensateContext<In>) => Awaitable<void>;
+  compensate?: (data: NextData<In, Out>, ctx: CompensateContext<In>) => unknown;
   /** Per-attempt timeout; the attempt fails with `STEP_TIMEOUT` (retryable). */
   timeout?: Duration;
   /** Overrides the saga's retry policy for this step. */
@@ -76,7 +76,7 @@ export interface StepDefinition {
   readonly index: number;
   readonly transactional: boolean;
   readonly execute: (data: unknown, ctx: TransactionalStepContext) => Awaitable<unknown>;
-  readonly compensate: ((data: unknown, ctx: CompensateContext<unknown>) => Awaitable<void>) | undefined;
+  readonly compensate: ((data: unknown, ctx: CompensateContext<unknown>) => unknown) | undefined;
   readonly timeoutMs: number | undefined;
   readonly retry: RetryPolicy;
   readonly compensateRetry: RetryPolicy;
@@ -109,7 +109,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
  * const saga = defineSaga({ name: "order", input: z.object({ amount: z.number() }) })
  *   .step("reserve", { execute: async (d) => ({ ...d, reservationId: "r1" }) });
  */
-export class SagaDefinition<Input, Data> {
+export class SagaDefinition<Input, Data, Start = Input> {
   /** @internal */ readonly steps: readonly StepDefinition[];
   readonly name: string;
   readonly version: number;
@@ -120,6 +120,8 @@ export class SagaDefinition<Input, Data> {
   readonly description: string | undefined;
   /** Type-only: the saga's input. */
   declare readonly $input: Input;
+  /** Type-only: what `engine.start()` accepts (the schema's input type, before defaults and transforms). */
+  declare readonly $start: Start;
   /** Type-only: the saga's result (the last step's data). */
   declare readonly $result: Data;
 
@@ -143,12 +145,12 @@ export class SagaDefinition<Input, Data> {
   step<Out>(
     name: string,
     options: TransactionalStepOptions<Data, Out>,
-  ): SagaDefinition<Input, NextData<Data, Out>>;
-  step<Out>(name: string, options: StepOptions<Data, Out>): SagaDefinition<Input, NextData<Data, Out>>;
+  ): SagaDefinition<Input, NextData<Data, Out>, Start>;
+  step<Out>(name: string, options: StepOptions<Data, Out>): SagaDefinition<Input, NextData<Data, Out>, Start>;
   step<Out>(
     name: string,
     options: StepOptions<Data, Out> | TransactionalStepOptions<Data, Out>,
-  ): SagaDefinition<Input, NextData<Data, Out>> {
+  ): SagaDefinition<Input, NextData<Data, Out>, Start> {
     const where = `saga "${this.name}" step "${name}"`;
     if (typeof name !== "string" || !NAME.test(name)) {
       throw new SagaError(
@@ -187,7 +189,7 @@ export class SagaDefinition<Input, Data> {
       retryable: options.retryable,
       description: options.description,
     });
-    return new SagaDefinition<Input, NextData<Data, Out>>(this.config, [...this.steps, step]);
+    return new SagaDefinition<Input, NextData<Data, Out>, Start>(this.config, [...this.steps, step]);
   }
 
   /** Identifies the step list: a worker refuses a definition whose steps changed under the same version. */
@@ -207,7 +209,7 @@ export class SagaDefinition<Input, Data> {
 
 /** Any saga definition, whatever its data types. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnySaga = SagaDefinition<any, any>;
+export type AnySaga = SagaDefinition<any, any, any>;
 
 /**
  * Starts a saga definition; add steps with `.step()`.
@@ -226,7 +228,7 @@ export type AnySaga = SagaDefinition<any, any>;
  */
 export function defineSaga<S extends z.ZodType>(
   config: SagaConfig<S>,
-): SagaDefinition<z.output<S>, z.output<S>> {
+): SagaDefinition<z.output<S>, z.output<S>, z.input<S>> {
   if (typeof config !== "object" || config === null)
     throw new SagaError("INVALID_DEFINITION", "defineSaga needs a config object");
   if (typeof config.name !== "string" || !NAME.test(config.name) || config.name.includes("@")) {

@@ -75,7 +75,7 @@ export interface SagaEngine {
   /** Starts a saga; with `client`, inside the caller's open transaction (rolled back with it). */
   start<S extends AnySaga>(
     saga: S,
-    input: S["$input"],
+    input: S["$start"],
     options?: StartOptions,
   ): Promise<{ id: string; created: boolean }>;
   get(id: string): Promise<SagaInstance | null>;

@@ -101,12 +101,9 @@ export function toStoredError(err: unknown, retryable: boolean): StoredError {
     if (details !== undefined) stored.details = details;
     return stored;
   }
-  return {
-    code: "NON_ERROR_THROWN",
-    message: String(safeJson(err) ?? err).slice(0, MAX_MESSAGE),
-    type: typeof err,
-    retryable,
-  };
+  const json = safeJson(err);
+  const message = typeof err === "string" ? err : json === undefined ? String(err) : JSON.stringify(json);
+  return { code: "NON_ERROR_THROWN", message: message.slice(0, MAX_MESSAGE), type: typeof err, retryable };
 }
 
 /** JSON-safe copy: cycles become "[Circular]", bigint becomes a string, functions vanish. */

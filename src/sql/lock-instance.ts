@@ -60,23 +60,11 @@ export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set([
   "compensation_failed",
 ]);
 
-// Served by the primary keys of instances and steps. Locks the instance row only (invariant 2: instance
-// first); step rows are locked by the updates that follow, in the same transaction.
-const LOCK_SQL = `
-select i.id, i.name, i.version, i.state, coalesce(i.data, i.input) as data, i.current_step, i.compensation_cause,
-       i.seq, i.error,
-       coalesce((select json_agg(json_build_object(
-           'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
-           'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
-           'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
-           'error', s.error) order by s.index)
-         from saga.steps s where s.saga_id = i.id), '[]'::json) as steps
-from saga.instances i
-where i.id = $1
-for update of i`;
-
+// Primary keys of instances and steps. Locks the instance row only (invariant 2: instance first); step rows
+// are locked by the updates that follow, in the same transaction. saga._lock (sql/functions.sql) reads
+// after the lock is granted, so a transition never decides on step rows older than the lock.
 /** Locks and reads one saga; `null` when it does not exist. */
 export async function lockInstance(db: Executor, id: string): Promise<LockedSaga | null> {
-  const { rows } = await db.query<LockedSaga>(LOCK_SQL, [id]);
-  return rows[0] ?? null;
+  const { rows } = await db.query<{ saga: LockedSaga | null }>("select saga._lock($1::uuid) as saga", [id]);
+  return rows[0]?.saga ?? null;
 }

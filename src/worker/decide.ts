@@ -86,6 +86,8 @@ export function planNext(t: Transition, def: AnySaga, env: DecideEnv, only?: num
       lease_owner: env.workerId,
       lease_ms: env.leaseMs(step),
       started: true,
+      // Claims are fenced too: the row must still be what this decision read.
+      ...(row ? { fence: { status: row.status, attempt: row.attempt, lease_owner: row.lease_owner } } : {}),
     });
     t.event("saga.step.started", step.name, { attempt });
     return { kind: "execute", index: step.index, attempt, step, data: saga.data };
@@ -165,6 +167,11 @@ function claimCompensation(t: Transition, def: AnySaga, env: DecideEnv, row: Ste
     lease_owner: env.workerId,
     lease_ms: env.leaseMs(step),
     compensation_started: true,
+    fence: {
+      status: row.status,
+      compensation_attempt: row.compensation_attempt,
+      lease_owner: row.lease_owner,
+    },
   });
   return {
     kind: "compensate",

@@ -31,22 +31,41 @@ export interface WorkerEnv extends DecideEnv {
   onTransition?(saga: Transition): void;
 }
 
-/** Runs one locked transition; `null` when the saga does not exist. */
-async function transition<T>(
+/** A claim this process holds: registered as active before its claim commits (see recoverOwnLostLeases). */
+interface Held extends Claim {
+  controller: AbortController;
+  untrack: () => void;
+}
+
+/**
+ * Runs one locked transition; `null` when the saga does not exist. A claim it returns is tracked as
+ * active before the commit, so no other transition of this process can mistake it for a lost lease.
+ */
+async function transition(
   env: WorkerEnv,
   id: string,
-  decide: (t: Transition, db: Executor) => Promise<T> | T,
-): Promise<T | null> {
+  decide: (t: Transition, db: Executor) => Promise<Claim | null | void> | Claim | null | void,
+): Promise<Held | null> {
   let delays: number[] = [];
   const result = await withTransaction(env.pool, async (db) => {
     const saga = await lockInstance(db, id);
     if (!saga) return null;
     const t = new Transition(saga);
-    const value = await decide(t, db);
-    await t.flush(db);
+    const claim = (await decide(t, db)) ?? null;
+    let held: Held | null = null;
+    if (claim) {
+      const controller = new AbortController();
+      held = { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
+    }
+    try {
+      await t.flush(db);
+    } catch (err) {
+      held?.untrack();
+      throw err;
+    }
     delays = t.delayedJobs;
     env.onTransition?.(t);
-    return value;
+    return held;
   });
   if (delays.length > 0) env.wakeAfter(delays);
   return result;
@@ -101,9 +120,8 @@ function validateInput(t: Transition, def: AnySaga): boolean {
   return false;
 }
 
-async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Claim): Promise<Claim | null> {
-  const controller = new AbortController();
-  const untrack = env.track(id, claim.kind, claim.index, controller);
+async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Held): Promise<Held | null> {
+  const { controller, untrack } = claim;
   const logger = scopedLogger(env.logger, {
     sagaId: id,
     saga: def.name,
@@ -194,7 +212,7 @@ async function runTransactional(
   claim: Claim,
   controller: AbortController,
   logger: Logger,
-): Promise<Claim | null> {
+): Promise<Held | null> {
   return transition(env, id, async (t, db) => {
     if (!recordable(t, env, claim)) {
       env.onDiscarded(claim);
