@@ -1,0 +1,138 @@
+/**
+ * Item 4: sequential sagas, one at a time, with an idle worker waiting. start → completed is measured from
+ * before `start()` to the moment the completed state is visible to another connection; start committed →
+ * first handler from `start()` resolving (its commit acknowledged) to the first handler's entry. The naive
+ * chain is measured the same way for reference. Query durations per kind are kept (single saga in flight:
+ * round trip plus server time, no queueing).
+ */
+import { createSagaEngine } from "../src/index.js";
+import { type BenchOptions, type Results, benchClient, log, queries, resetTables } from "./harness.js";
+import { startChainWorker } from "./naive-chain.js";
+import { benchSagas, noopSaga, probe } from "./sagas.js";
+import { fmt, percentile } from "./stats.js";
+
+interface LatencyRun {
+  done: number[];
+  first: number[];
+}
+
+function lastStep(id: string): Promise<void> {
+  return new Promise((resolve) => {
+    const previous = probe.onLastStep;
+    probe.onLastStep = (done) => {
+      previous?.(done);
+      if (done === id) resolve();
+    };
+  });
+}
+
+async function sagaLatency(o: BenchOptions, count: number, warmup: number): Promise<LatencyRun> {
+  const engine = createSagaEngine({ connectionString: o.url, sagas: benchSagas, poolSize: 2 });
+  const poll = await benchClient(o);
+  const run: LatencyRun = { done: [], first: [] };
+  try {
+    const worker = await engine.runWorker({ concurrency: 10 });
+    try {
+      probe.reset();
+      probe.trackFirst = true;
+      for (let i = 0; i < warmup + count; i++) {
+        if (i === warmup) queries.reset();
+        queries.timing = i >= warmup;
+        const t0 = performance.now();
+        let id = "";
+        const finished = new Promise<void>((resolve) => {
+          probe.onLastStep = (done) => {
+            if (done === id) resolve();
+          };
+        });
+        id = (await engine.start(noopSaga, { k: i + 1 })).id;
+        const committed = performance.now();
+        await finished;
+        for (;;) {
+          const { rows } = await poll.query<{ state: string }>(
+            "select state from saga.instances where id = $1",
+            [id],
+          );
+          if (rows[0]?.state === "completed") break;
+        }
+        const t1 = performance.now();
+        if (i >= warmup) {
+          run.done.push(t1 - t0);
+          run.first.push((probe.firstHandlerAt.get(id) ?? Number.NaN) - committed);
+        }
+      }
+      queries.timing = false;
+    } finally {
+      await worker.stop();
+    }
+  } finally {
+    await engine.close();
+    await poll.end();
+  }
+  return run;
+}
+
+async function naiveLatency(o: BenchOptions, count: number, warmup: number): Promise<LatencyRun> {
+  const worker = await startChainWorker(o, 10);
+  const client = await benchClient(o);
+  const run: LatencyRun = { done: [], first: [] };
+  try {
+    probe.reset();
+    probe.trackFirst = true;
+    for (let i = 0; i < warmup + count; i++) {
+      const id = 50_000 + i;
+      const finished = lastStep(String(id));
+      const t0 = performance.now();
+      await client.query(
+        "select graphile_worker.add_job('bench_chain', json_build_object('id', $1::int, 'step', 1))",
+        [id],
+      );
+      const committed = performance.now();
+      await finished;
+      for (;;) {
+        const { rows } = await client.query<{ step: number }>("select step from bench_rows where id = $1", [
+          id,
+        ]);
+        if (rows[0]?.step === 3) break;
+      }
+      const t1 = performance.now();
+      if (i >= warmup) {
+        run.done.push(t1 - t0);
+        run.first.push((probe.firstHandlerAt.get(String(id)) ?? Number.NaN) - committed);
+      }
+    }
+  } finally {
+    await worker.stop();
+    await client.end();
+  }
+  return run;
+}
+
+export async function latencyScenario(o: BenchOptions, r: Results): Promise<void> {
+  const count = o.quick ? 100 : 200;
+  const saga: LatencyRun[] = [];
+  const naive: LatencyRun[] = [];
+  let perQuery: Record<string, { n: number; p50: number }> = {};
+  for (let rep = 0; rep < o.reps; rep++) {
+    await resetTables(o);
+    saga.push(await sagaLatency(o, count, 20));
+    if (rep === 0) perQuery = queries.medians();
+    naive.push(await naiveLatency(o, count, 20));
+    log(
+      `  rep ${rep + 1}: pg-saga p50 ${fmt(percentile(saga.at(-1)!.done, 50))} ms, naive p50 ${fmt(percentile(naive.at(-1)!.done, 50))} ms`,
+    );
+  }
+  const p = (runs: LatencyRun[], key: keyof LatencyRun, q: number) => runs.map((x) => percentile(x[key], q));
+  r.add("latency", "pg-saga start → completed p50", "ms", p(saga, "done", 50), { target: "≤ 3" });
+  r.add("latency", "pg-saga start → completed p95", "ms", p(saga, "done", 95));
+  r.add("latency", "pg-saga start → completed p99", "ms", p(saga, "done", 99), { target: "≤ 8" });
+  r.add("latency", "pg-saga start committed → first handler p50", "ms", p(saga, "first", 50), {
+    target: "≤ 1",
+  });
+  r.add("latency", "pg-saga start committed → first handler p99", "ms", p(saga, "first", 99));
+  r.add("latency", "naive start → completed p50", "ms", p(naive, "done", 50));
+  r.add("latency", "naive start → completed p99", "ms", p(naive, "done", 99));
+  r.add("latency", "naive add_job committed → first task p50", "ms", p(naive, "first", 50));
+  r.extra.latencyQueryMedians = perQuery;
+  log(`  query p50s during pg-saga latency (ms): ${JSON.stringify(perQuery)}`);
+}

@@ -1,0 +1,105 @@
+/**
+ * `npm run bench [-- --quick] [-- --only throughput,latency]`: every scenario of issue 6 on one fresh
+ * database (pgsaga_bench on the server of BENCH_DATABASE_URL or DATABASE_URL), a table on stdout and the
+ * full results as JSON in bench/results/<timestamp>.json. The database is dropped at the end.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { fileURLToPath } from "node:url";
+import { type BenchOptions, Results, countQueries, log } from "./harness.js";
+import { createBenchDatabase, dropBenchDatabase } from "./setup.js";
+
+type Scenario = (o: BenchOptions, r: Results) => Promise<void>;
+
+const SCENARIOS: Record<string, () => Promise<Scenario>> = {
+  throughput: async () => (await import("./throughput.js")).throughputScenario,
+  "commit-rate": async () => (await import("./commit-rate.js")).commitRateScenario,
+  latency: async () => (await import("./latency.js")).latencyScenario,
+  "write-path": async () => (await import("./write-path.js")).writePathScenario,
+  outbox: async () => (await import("./outbox.js")).outboxScenario,
+  growth: async () => (await import("./growth.js")).growthScenario,
+  memory: async () => (await import("./memory.js")).memoryScenario,
+};
+
+function parseArgs(argv: string[]) {
+  const quick = argv.includes("--quick");
+  const keep = argv.includes("--keep");
+  const at = argv.indexOf("--only");
+  const only = at >= 0 ? (argv[at + 1] ?? "").split(",").filter(Boolean) : Object.keys(SCENARIOS);
+  for (const name of only)
+    if (!(name in SCENARIOS))
+      throw new Error(`unknown scenario ${name}; one of ${Object.keys(SCENARIOS).join(", ")}`);
+  return { quick, keep, only };
+}
+
+function databaseUrl(server: string, name: string): string {
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const adminUrl =
+    process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/postgres";
+  const dbName = process.env.BENCH_DATABASE_NAME ?? "pgsaga_bench";
+  const o: BenchOptions = {
+    adminUrl,
+    dbName,
+    url: databaseUrl(adminUrl, dbName),
+    quick: args.quick,
+    reps: args.quick ? 1 : 3,
+    sagas: args.quick ? 500 : 2_000,
+  };
+  countQueries();
+  const results = new Results();
+  const started = Date.now();
+  log(
+    `pg-saga bench${o.quick ? " (quick)" : ""}: ${args.only.join(", ")} on ${dbName}, ${cpus().length} cores`,
+  );
+  await createBenchDatabase(o);
+  try {
+    for (const name of args.only) {
+      log(`\n# ${name}`);
+      const t0 = Date.now();
+      await (
+        await SCENARIOS[name]!()
+      )(o, results);
+      log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    }
+  } finally {
+    if (!args.keep) await dropBenchDatabase(o);
+  }
+  log(`\n${results.table()}\n`);
+  const folder = fileURLToPath(new URL("./results/", import.meta.url));
+  mkdirSync(folder, { recursive: true });
+  const file = `${folder}${new Date(started).toISOString().replace(/[:.]/g, "-")}.json`;
+  const { adminUrl: _admin, url: _url, ...shown } = o;
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        startedAt: new Date(started).toISOString(),
+        seconds: (Date.now() - started) / 1000,
+        options: shown,
+        node: process.version,
+        cores: cpus().length,
+        figures: results.figures,
+        extra: results.extra,
+      },
+      null,
+      2,
+    ),
+  );
+  log(`results: ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(
+      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);

@@ -1,0 +1,96 @@
+/**
+ * Item 5, the application's write path: a caller transaction inserting one order row, alone, with
+ * `engine.start()` inside it, and with a bare pg_notify inside it (what the job's NOTIFY alone costs), at
+ * 1, 16 and 64 concurrent writers. No worker runs: this is the cost the caller pays.
+ */
+import type pg from "pg";
+import { createSagaEngine } from "../src/index.js";
+import { type BenchOptions, type Results, log, resetTables } from "./harness.js";
+import { closedLoop } from "./commit-rate.js";
+import { benchSagas, noopSaga } from "./sagas.js";
+import { fmt, percentile } from "./stats.js";
+
+type Variant = "insert" | "insert+start" | "insert+notify";
+
+export async function writePathScenario(o: BenchOptions, r: Results): Promise<void> {
+  const engine = createSagaEngine({ connectionString: o.url, sagas: benchSagas, poolSize: 1 });
+  const seconds = o.quick ? 1 : 2;
+  const levels = [1, 16, 64];
+  const variants: Variant[] = ["insert", "insert+start", "insert+notify"];
+  const runs = new Map<string, { perSec: number; p50: number }[]>();
+  const startCall: number[][] = [];
+  try {
+    for (let rep = 0; rep < o.reps; rep++) {
+      await resetTables(o);
+      const calls: number[] = [];
+      for (const writers of levels) {
+        for (const variant of variants) {
+          const body = async (c: pg.Client, i: number) => {
+            await c.query("begin");
+            await c.query("insert into bench_orders (customer, amount) values ($1, $2)", [`c${i}`, 42]);
+            if (variant === "insert+start") {
+              const s = performance.now();
+              await engine.start(noopSaga, { k: i }, { client: c });
+              if (writers === 1) calls.push(performance.now() - s);
+            } else if (variant === "insert+notify") {
+              await c.query("select pg_notify('bench', $1)", [String(i)]);
+            }
+            await c.query("commit");
+          };
+          const result = await closedLoop(o, writers, seconds, body);
+          const key = `${variant}@${writers}`;
+          runs.set(key, [...(runs.get(key) ?? []), result]);
+        }
+        log(
+          `  rep ${rep + 1}, ${writers} writers: ${variants.map((v) => `${v} ${fmt(runs.get(`${v}@${writers}`)!.at(-1)!.perSec)}/s`).join(", ")}`,
+        );
+      }
+      startCall.push(calls);
+    }
+  } finally {
+    await engine.close();
+  }
+  const get = (v: Variant, w: number) => runs.get(`${v}@${w}`)!;
+  r.add(
+    "write path",
+    "start() call itself p50, 1 writer",
+    "ms",
+    startCall.map((c) => percentile(c, 50)),
+  );
+  r.add(
+    "write path",
+    "start() added to the caller tx p50, 1 writer",
+    "ms",
+    get("insert+start", 1).map((x, i) => x.p50 - get("insert", 1)[i]!.p50),
+    { target: "≤ 0.3" },
+  );
+  for (const w of levels) {
+    for (const v of variants) {
+      r.add(
+        "write path",
+        `${v} tx p50, ${w} writers`,
+        "ms",
+        get(v, w).map((x) => x.p50),
+      );
+      r.add(
+        "write path",
+        `${v} commits/s, ${w} writers`,
+        "commits/s",
+        get(v, w).map((x) => x.perSec),
+      );
+    }
+    r.add(
+      "write path",
+      `with start() / without, commits/s, ${w} writers`,
+      "×",
+      get("insert+start", w).map((x, i) => x.perSec / get("insert", w)[i]!.perSec),
+      w === 64 ? { target: "≥ 0.7" } : {},
+    );
+    r.add(
+      "write path",
+      `with pg_notify / without, commits/s, ${w} writers`,
+      "×",
+      get("insert+notify", w).map((x, i) => x.perSec / get("insert", w)[i]!.perSec),
+    );
+  }
+}
