@@ -22,7 +22,7 @@ async function withAdmin<T>(fn: (admin: pg.Client) => Promise<T>): Promise<T> {
 
 /** Creates an empty database, or a copy of the migrated template. */
 export async function createDatabase(migrated = true): Promise<{ name: string; url: string }> {
-  const name = `pgsaga_t_${randomBytes(5).toString("hex")}`;
+  const name = `pgsaga_t${inject("runId")}_${randomBytes(5).toString("hex")}`;
   await withAdmin((admin) =>
     admin.query(`create database ${name}${migrated ? ` template ${inject("templateDatabase")}` : ""}`),
   );

@@ -11,6 +11,7 @@ declare module "vitest" {
   export interface ProvidedContext {
     adminUrl: string;
     templateDatabase: string;
+    runId: string;
   }
 }
 
@@ -52,7 +53,9 @@ export default async function setup(project: TestProject) {
       );
     }
   }
-  const template = `pgsaga_template_${process.pid}`;
+  // Names carry this run's id: runs of the suites side by side never touch each other's databases.
+  const runId = `${process.pid}`;
+  const template = `pgsaga_template_${runId}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`drop database if exists ${template}`);
@@ -62,12 +65,14 @@ export default async function setup(project: TestProject) {
   await engine.close();
   project.provide("adminUrl", adminUrl);
   project.provide("templateDatabase", template);
+  project.provide("runId", runId);
 
   return async () => {
     await admin.query(`drop database if exists ${template} with (force)`);
     // Databases of files that failed before their own cleanup.
     const { rows } = await admin.query<{ datname: string }>(
-      "select datname from pg_database where datname like 'pgsaga_t_%'",
+      "select datname from pg_database where datname like $1",
+      [`pgsaga_t${runId}_%`],
     );
     for (const row of rows) await admin.query(`drop database if exists ${row.datname} with (force)`);
     await admin.end();
