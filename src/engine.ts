@@ -5,6 +5,7 @@ import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { migrate } from "./migrate.js";
+import { traceStart } from "./observability/tracing.js";
 import { type InstanceRow, type StepReadRow, getSaga, listSagas } from "./sql/read-sagas.js";
 import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instance.js";
 import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
@@ -168,7 +169,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       }
       const args = checkStart(def, input, startOptions, config.maxPayloadBytes);
       const db: Executor = startOptions.client === undefined ? pool : toExecutor(startOptions.client);
-      return startSaga(db, args);
+      // The saga.start span's traceparent is stored: every step span of the saga becomes its child.
+      return traceStart(def.name, args.traceContext, (traceContext) => startSaga(db, { ...args, traceContext }));
     },
 
     async get(id) {
@@ -260,6 +262,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         return {
           id: worker.id,
           stats: worker.stats,
+          metrics: worker.metrics,
           async stop(stopOptions) {
             workers.delete(entry);
             await worker.stop(stopOptions);

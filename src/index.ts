@@ -28,4 +28,5 @@ export type { SagaErrorCode, StoredError } from "./errors.js";
 export { toExecutor } from "./executor.js";
 export type { Executor, QueryResult } from "./executor.js";
 export type { Logger } from "./logger.js";
+export type { MetricsOptions, WorkerMetricsHandle } from "./observability/worker-observability.js";
 export type { Duration } from "./duration.js";

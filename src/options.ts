@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { AnySaga } from "./definition.js";
 import { SagaError } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { parseTraceparent } from "./observability/tracing.js";
 import type { InstanceRow, ListFilter } from "./sql/read-sagas.js";
 import type { SagaState } from "./sql/lock-instance.js";
 
@@ -28,7 +29,12 @@ export interface StartOptions {
   metadata?: Record<string, unknown>;
   /** The saga that started this one (nesting). */
   parentId?: string;
-  /** A W3C `traceparent` to link the saga's spans to. */
+  /**
+   * A W3C `traceparent` to parent the saga's trace on, instead of the caller's active OpenTelemetry context.
+   *
+   * @example
+   * await engine.start(orderSaga, input, { traceContext: req.headers.traceparent });
+   */
   traceContext?: string;
 }
 
@@ -130,6 +136,11 @@ export function checkStart(def: AnySaga, input: unknown, o: StartOptions, maxByt
   }
   if (o.parentId !== undefined && !/^[0-9a-f-]{36}$/i.test(o.parentId))
     throw new SagaError("INVALID_OPTIONS", "parentId must be a saga id (uuid)");
+  if (o.traceContext !== undefined && parseTraceparent(o.traceContext) === null)
+    throw new SagaError(
+      "INVALID_OPTIONS",
+      "traceContext must be a W3C traceparent (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)",
+    );
   return {
     name: def.name,
     version: def.version,

@@ -9,6 +9,7 @@ import { loadCompensationData } from "../sql/compensation-data.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
 import { type Claim, type DecideEnv, planNext, recordFailure, recordSuccess, interrupt } from "./decide.js";
 import { Transition } from "./transition.js";
+import type { StepObserver } from "../observability/step-observer.js";
 
 /** The payload of a saga job: `step` targets one compensation (parallel strategy). */
 export interface SagaJobPayload {
@@ -29,6 +30,8 @@ export interface WorkerEnv extends DecideEnv {
   wakeAfter(delaysMs: number[]): void;
   onDiscarded(claim: Claim): void;
   onTransition?(saga: Transition): void;
+  /** Tracing and step metrics; absent, or returning nothing, when both are off. */
+  observeStep?: StepObserver;
 }
 
 /** A claim this process holds: registered as active before its claim commits (see recoverOwnLostLeases). */
@@ -140,20 +143,19 @@ async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Held): 
     const ctx = context(def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);
-    const outcome = await callHandler(
-      () =>
-        claim.kind === "execute"
-          ? claim.step.execute(data, ctx as TransactionalStepContext)
-          : claim.step.compensate?.(data, {
-              ...ctx,
-              outcome: claim.outcome ?? "succeeded",
-              input: data,
-              error: claim.error ?? null,
-            }),
-      controller,
-      timeoutMs,
-    );
+    const call = () =>
+      claim.kind === "execute"
+        ? claim.step.execute(data, ctx as TransactionalStepContext)
+        : claim.step.compensate?.(data, {
+            ...ctx,
+            outcome: claim.outcome ?? "succeeded",
+            input: data,
+            error: claim.error ?? null,
+          });
+    const probe = env.observeStep?.(def, id, claim);
+    const outcome = await callHandler(probe ? () => probe.run(call) : call, controller, timeoutMs);
     const durationMs = Math.round(performance.now() - started);
+    probe?.end(outcome, durationMs);
     if (!outcome.ok && outcome.kind === "error")
       logger.warn("step attempt failed", { error: toStoredError(outcome.error, true) });
     return await transition(env, id, (t) => {
@@ -236,15 +238,15 @@ async function runTransactional(
       await db.query(`set local statement_timeout = ${Math.max(1, claim.step.timeoutMs)}`);
     await db.query("savepoint saga_step");
     const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
-    const outcome = await callHandler(
-      () => claim.step.execute(claim.data, ctx),
-      controller,
-      claim.step.timeoutMs,
-    );
+    const call = () => claim.step.execute(claim.data, ctx);
+    const probe = env.observeStep?.(def, id, claim, db);
+    const outcome = await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs);
     settled = true;
+    const durationMs = Math.round(performance.now() - started);
+    probe?.end(outcome, durationMs);
     await db.query(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
     if (claim.step.timeoutMs !== undefined) await db.query("set local statement_timeout = default");
-    record(t, def, env, claim, outcome, Math.round(performance.now() - started));
+    record(t, def, env, claim, outcome, durationMs);
     return env.stopping ? null : planNext(t, def, env);
   });
 }

@@ -97,6 +97,11 @@ export class Transition {
     this.notify = JSON.stringify({ id: this.saga.id, ...message });
   }
 
+  /** The events this transition writes, in order: what metrics count once it is flushed. */
+  get writtenEvents(): readonly EventRow[] {
+    return this.events;
+  }
+
   /** Scheduled job delays, for local wake-up timers. */
   get delayedJobs(): number[] {
     return this.jobs.flatMap((j) => (j.delay_ms ? [j.delay_ms] : []));
