@@ -1,2 +1,248 @@
--- Operator SQL API: saga.start/cancel/retry callable from SQL, and the saga.stuck view.
-select 1;
+-- Operator SQL API: saga.start/cancel/retry callable from psql, triggers and any language, and the saga.stuck
+-- view. Source of the custom migration of the same name (scripts/sync-custom-migrations.ts).
+-- Errors carry their own SQLSTATEs (class SG): SG400 bad argument, SG404 no saga with that id, SG406 saga name or
+-- version that no worker registered, SG410 saga already ended, SG412 saga not in a retryable state.
+
+-- A worker whose heartbeat is older than this is not live. `set saga.worker_stale_after = '30s'` per session or
+-- `alter database ... set` to match the workers' deadWorkerAfter (default 15 s).
+create or replace function saga._stale_after() returns interval
+language sql stable as $$
+  select coalesce(nullif(current_setting('saga.worker_stale_after', true), '')::interval, interval '15 seconds')
+$$;
+--> statement-breakpoint
+
+-- Starts a saga of the latest version the workers registered (or options.version). The input is checked by the
+-- worker against the zod schema before any step runs: invalid input ends the saga `failed` with INVALID_INPUT.
+-- Options: idempotencyKey (text), metadata (object), version (int), parentId (uuid), traceparent (text).
+create or replace function saga.start(p_name text, p_input jsonb, p_options jsonb default '{}'::jsonb)
+returns uuid
+language plpgsql as $$
+declare
+  v_options jsonb := coalesce(p_options, '{}'::jsonb);
+  v_unknown text;
+  v_version int;
+  v_timeout bigint;
+  v_parent uuid;
+  v_registered text;
+  v_id uuid;
+begin
+  if p_name is null or p_name = '' then
+    raise exception 'saga.start: name is required' using errcode = 'SG400';
+  end if;
+  if p_input is null or jsonb_typeof(p_input) = 'null' then
+    raise exception 'saga.start(%): input is required (pass ''{}''::jsonb for none)', p_name using errcode = 'SG400';
+  end if;
+  if jsonb_typeof(v_options) <> 'object' then
+    raise exception 'saga.start(%): options must be a json object', p_name using errcode = 'SG400';
+  end if;
+  select string_agg(k, ', ' order by k) into v_unknown from jsonb_object_keys(v_options) k
+  where k not in ('idempotencyKey', 'metadata', 'version', 'parentId', 'traceparent');
+  if v_unknown is not null then
+    raise exception 'saga.start(%): unknown option(s) %; expected idempotencyKey, metadata, version, parentId, traceparent',
+      p_name, v_unknown using errcode = 'SG400';
+  end if;
+  if coalesce(jsonb_typeof(v_options->'idempotencyKey'), 'string') not in ('string', 'null')
+     or coalesce(jsonb_typeof(v_options->'traceparent'), 'string') not in ('string', 'null') then
+    raise exception 'saga.start(%): options.idempotencyKey and options.traceparent must be strings', p_name
+      using errcode = 'SG400';
+  end if;
+  if coalesce(jsonb_typeof(v_options->'metadata'), 'object') not in ('object', 'null') then
+    raise exception 'saga.start(%): options.metadata must be a json object', p_name using errcode = 'SG400';
+  end if;
+  if coalesce(jsonb_typeof(v_options->'version'), 'null') <> 'null' then
+    if jsonb_typeof(v_options->'version') <> 'number'
+       or (v_options->>'version')::numeric <> trunc((v_options->>'version')::numeric) then
+      raise exception 'saga.start(%): options.version must be an integer', p_name using errcode = 'SG400';
+    end if;
+  end if;
+  begin
+    v_parent := (v_options->>'parentId')::uuid;
+  exception when invalid_text_representation then
+    raise exception 'saga.start(%): options.parentId is not a uuid', p_name using errcode = 'SG400';
+  end;
+
+  -- Primary key of saga.definitions (name, version).
+  select d.version, d.timeout_ms into v_version, v_timeout
+  from saga.definitions d
+  where d.name = p_name and (v_options->'version' is null or jsonb_typeof(v_options->'version') = 'null'
+                             or d.version = (v_options->>'version')::int)
+  order by d.version desc limit 1;
+  if v_version is null then
+    select string_agg(distinct d.name, ', ' order by d.name) into v_registered from saga.definitions d;
+    if exists (select 1 from saga.definitions d where d.name = p_name) then
+      raise exception 'saga.start: saga "%" has no registered version %', p_name, v_options->>'version'
+        using errcode = 'SG406';
+    end if;
+    raise exception 'saga.start: unknown saga "%"; no worker has registered it (registered: %)',
+      p_name, coalesce(v_registered, 'none') using errcode = 'SG406',
+      hint = 'start a worker that runs this saga once: it registers its definitions';
+  end if;
+
+  select s.id into v_id from saga._start(p_name, v_version, p_input, v_options->>'idempotencyKey',
+    coalesce(nullif(v_options->'metadata', 'null'::jsonb), '{}'::jsonb), v_timeout, v_options->>'traceparent',
+    v_parent, false) s;
+  return v_id;
+end $$;
+--> statement-breakpoint
+
+-- Asks for a cancel: the worker that has the saga's definition performs it (compensation runs there), ahead
+-- of other jobs. Returns the saga's state now: `running` (cancel queued) or `compensating` (already undoing).
+create or replace function saga.cancel(p_id uuid, p_reason text default 'cancelled') returns text
+language plpgsql as $$
+declare
+  v record;
+begin
+  -- Invariant 2: the instance row first.
+  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id for update;
+  if not found then
+    raise exception 'saga.cancel: no saga with id %', p_id using errcode = 'SG404';
+  end if;
+  if v.state not in ('running', 'compensating') then
+    raise exception 'saga.cancel: saga % already ended %; nothing to cancel', p_id, v.state using errcode = 'SG410';
+  end if;
+  if v.state = 'running' then
+    perform graphile_worker.add_job(saga._task(v.name, v.version),
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled')), priority => -10);
+  end if;
+  return v.state;
+end $$;
+--> statement-breakpoint
+
+-- An operator's retry, the same transition as engine.retry() (src/worker/resume.ts), written by saga._apply:
+-- `failed` resumes forward from the failed step with a fresh attempt budget; `compensation_failed` resumes the
+-- compensations that ran out of attempts. Returns the new state.
+create or replace function saga.retry(p_id uuid, p_reason text default null) returns text
+language plpgsql as $$
+declare
+  v jsonb := saga._lock(p_id)::jsonb;
+  v_seq int;
+  v_note jsonb;
+  v_step jsonb;
+  v_steps jsonb;
+begin
+  if v is null then
+    raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
+  end if;
+  v_seq := (v->>'seq')::int + 1;
+  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', current_user, 'reason', p_reason));
+  if v->>'state' = 'failed' then
+    select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
+    perform saga._apply(p_id,
+      jsonb_build_object('state', 'running', 'error', null, 'compensation_cause', null, 'finished', false, 'seq', v_seq),
+      case when v_step is null then '[]'::jsonb else jsonb_build_array(jsonb_build_object(
+        'index', v_step->'index', 'name', v_step->'name', 'status', 'pending', 'attempt_base', v_step->'attempt',
+        'lease_owner', null, 'error', null, 'finished', false)) end,
+      jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('seq', v_seq, 'type', 'saga.step.retrying',
+        'step', v_step->'name', 'payload', v_note || jsonb_build_object('attempt', coalesce((v_step->>'attempt')::int, 0), 'delayMs', 0)))),
+      -- No step row: it failed before its first step (invalid input from SQL): validate again.
+      jsonb_build_array(jsonb_build_object('payload', case when v_step is null
+        then jsonb_build_object('id', p_id, 'validate', true) else jsonb_build_object('id', p_id) end)),
+      null);
+    return 'running';
+  elsif v->>'state' = 'compensation_failed' then
+    select coalesce(jsonb_agg(jsonb_build_object('index', s->'index', 'name', s->'name', 'status', 'compensating',
+        'compensation_attempt_base', s->'compensation_attempt', 'lease_owner', null, 'compensation_finished', false)
+        order by (s->>'index')::int), '[]'::jsonb)
+      into v_steps
+    from jsonb_array_elements(v->'steps') s where s->>'status' = 'compensation_failed';
+    perform saga._apply(p_id,
+      jsonb_build_object('state', 'compensating', 'error', coalesce(v->'error'->'details'->'cause', 'null'::jsonb),
+        'finished', false, 'seq', v_seq),
+      v_steps,
+      jsonb_build_array(jsonb_build_object('seq', v_seq, 'type', 'compensation.started',
+        'payload', v_note || jsonb_build_object('resumed', true, 'cause', v->'compensation_cause'))),
+      jsonb_build_array(jsonb_build_object('payload', jsonb_build_object('id', p_id))),
+      null);
+    return 'compensating';
+  end if;
+  raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v->>'state'
+    using errcode = 'SG412';
+end $$;
+--> statement-breakpoint
+
+-- graphile-worker's jobs of each saga. plpgsql, so that this migration does not need graphile-worker's schema,
+-- which is migrated after pg-saga's.
+create or replace function saga._saga_jobs()
+returns table (saga_id text, runnable bigint, exhausted bigint, last_error text)
+language plpgsql stable as $$
+begin
+  return query
+  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
+    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
+  from graphile_worker._private_jobs j
+  join graphile_worker._private_tasks t on t.id = j.task_id
+  where t.identifier like 'saga:%'
+  group by 1;
+end $$;
+--> statement-breakpoint
+
+-- Every saga that has not ended and is not moving, with the first reason that applies:
+--   no_worker_for_version  no live worker (by heartbeat) runs name@version
+--   lease_expired          a step is leased by a worker that went silent, or its lease ran out
+--   no_job                 nothing will run it: no job for it (or only jobs that failed for good)
+--   retry_scheduled        a step failed and waits for its next attempt at retry_at
+--   waiting_compensation   a compensation failed and waits for its next attempt at retry_at
+-- A saga with a step leased by a live worker, or with a runnable job and a live worker, is moving: not listed.
+create or replace view saga.stuck as
+with live as (
+  select w.id, w.sagas from saga.workers w where w.heartbeat_at >= now() - saga._stale_after()
+),
+served as (select distinct k.key from live, jsonb_array_elements_text(live.sagas) k(key)),
+jobs as (select * from saga._saga_jobs()),
+leases as (
+  select s.saga_id,
+    bool_or(l.id is not null and s.lease_expires_at > now()) as live_lease,
+    (array_agg(s.name order by s.index) filter (where l.id is null or s.lease_expires_at <= now()))[1] as lost_step,
+    (array_agg(s.lease_owner order by s.index) filter (where l.id is null or s.lease_expires_at <= now()))[1] as lost_owner
+  from saga.steps s left join live l on l.id = s.lease_owner
+  where s.lease_owner is not null and s.status in ('running', 'compensating')
+  group by s.saga_id
+),
+waits as (
+  select s.saga_id, min(s.next_attempt_at) filter (where s.status = 'pending') as retry_at,
+    (array_agg(s.name order by s.next_attempt_at) filter (where s.status = 'pending'))[1] as retry_step,
+    min(s.next_attempt_at) filter (where s.status = 'compensating') as compensation_at,
+    (array_agg(s.name order by s.next_attempt_at) filter (where s.status = 'compensating'))[1] as compensation_step
+  from saga.steps s
+  where s.next_attempt_at > now()
+  group by s.saga_id
+),
+candidates as (
+  select i.id, i.name, i.version, i.state, i.current_step, i.updated_at,
+    exists (select 1 from served where served.key = i.name || '@' || i.version) as served,
+    l.live_lease, l.lost_step, l.lost_owner, j.runnable, j.exhausted, j.last_error,
+    coalesce(w.retry_at, case when i.next_attempt_at > now() then i.next_attempt_at end) as retry_at, w.retry_step,
+    w.compensation_at, w.compensation_step,
+    coalesce((select s.name from saga.steps s where s.saga_id = i.id and s.index = i.current_step),
+      (select d.steps->i.current_step->>'name' from saga.definitions d where d.name = i.name and d.version = i.version))
+      as current_name
+  from saga.instances i
+  left join leases l on l.saga_id = i.id
+  left join jobs j on j.saga_id = i.id::text
+  left join waits w on w.saga_id = i.id
+  -- instances_state_created_at_idx: only the sagas that have not ended.
+  where i.state in ('running', 'compensating') and l.live_lease is not true
+)
+select c.id, c.name, c.version, c.state, r.step, r.reason, r.retry_at, r.detail, c.updated_at as since
+from candidates c
+cross join lateral (
+  select * from (values
+    (1, 'no_worker_for_version', c.current_name, null::timestamptz,
+     format('no live worker runs %s@%s', c.name, c.version), not c.served),
+    (2, 'lease_expired', c.lost_step, null::timestamptz,
+     format('step %s is leased by worker %s, which went silent or let the lease run out', c.lost_step, c.lost_owner),
+     c.lost_step is not null),
+    (3, 'no_job', c.current_name, null::timestamptz,
+     case when coalesce(c.exhausted, 0) > 0 then format('its job failed for good: %s', c.last_error)
+          else 'no job will run it' end,
+     coalesce(c.runnable, 0) = 0),
+    (4, 'retry_scheduled', c.retry_step, c.retry_at,
+     format('step %s retries at %s', c.retry_step, c.retry_at),
+     c.state = 'running' and c.retry_at is not null),
+    (5, 'waiting_compensation', c.compensation_step, c.compensation_at,
+     format('compensation of step %s retries at %s', c.compensation_step, c.compensation_at),
+     c.state = 'compensating' and c.compensation_at is not null)
+  ) v(rank, reason, step, retry_at, detail, applies)
+  where v.applies
+  order by v.rank limit 1
+) r;

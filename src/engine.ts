@@ -9,6 +9,7 @@ import { traceStart } from "./observability/tracing.js";
 import { type InstanceRow, type StepReadRow, getSaga, listSagas } from "./sql/read-sagas.js";
 import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instance.js";
 import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
+import { type HealthOptions, type HealthReport, checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
 import { interrupt } from "./worker/decide.js";
 import { type ResumeOptions, resume } from "./worker/resume.js";
@@ -88,6 +89,8 @@ export interface SagaEngine {
   /** `failed` → resumes forward; `compensation_failed` → resumes compensation. */
   retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState }>;
   metrics(options?: { name?: string }): Promise<SagaMetrics>;
+  /** Database, migrations, live workers and the versions they serve, relay lag, dead letters. Never throws. */
+  health(options?: HealthOptions): Promise<HealthReport>;
   /** Runs a worker in this process for the engine's sagas. */
   runWorker(options?: WorkerOptions): Promise<SagaWorker>;
   /** Stops this engine's workers and closes the pools it opened. */
@@ -242,6 +245,11 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     async metrics({ name } = {}) {
       alive();
       return sagaMetrics(pool, name ?? null);
+    },
+
+    async health(healthOptions = {}) {
+      alive();
+      return checkHealth(pool, healthOptions);
     },
 
     async runWorker(workerOptions = {}) {

@@ -1,0 +1,132 @@
+/**
+ * `pg-saga worker --sagas <module>`: runs the saga definitions a module exports. The first SIGTERM/SIGINT stops
+ * taking work and lets running steps finish (up to --shutdown-timeout, then they are aborted and released); a
+ * second one exits at once, and the other workers' reapers recover what was running.
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { constants } from "node:os";
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { AnySaga } from "../../definition.js";
+import { createSagaEngine } from "../../engine.js";
+import { migrate } from "../../migrate.js";
+import { CliError, type Cli } from "../context.js";
+import { parseInteger } from "./read.js";
+
+export interface WorkerCommandOptions {
+  sagas: string[];
+  concurrency: string;
+  pollInterval: string;
+  shutdownTimeout: string;
+  migrate?: boolean;
+}
+
+const TSX_FLAG = Symbol.for("pg-saga.tsx");
+
+/** Whether a value is a saga definition, also one built by another copy of pg-saga (dist vs src). */
+function isSaga(value: unknown): value is AnySaga {
+  const v = value as Partial<AnySaga> | null;
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    typeof v.name === "string" &&
+    typeof v.version === "number" &&
+    Array.isArray(v.steps) &&
+    typeof (v as { step?: unknown }).step === "function"
+  );
+}
+
+/**
+ * The saga definitions a module exports: named exports, the default export, and arrays of definitions.
+ *
+ * @example
+ * const sagas = await loadSagas(["./src/sagas.ts"]);
+ */
+export async function loadSagas(specs: string[], cwd = process.cwd()): Promise<AnySaga[]> {
+  const found = new Map<string, AnySaga>();
+  for (const spec of specs) {
+    const path =
+      isAbsolute(spec) || spec.startsWith(".") || existsSync(resolve(cwd, spec)) ? resolve(cwd, spec) : null;
+    let url: string;
+    try {
+      url = path
+        ? pathToFileURL(path).href
+        : pathToFileURL(createRequire(resolve(cwd, "package.json")).resolve(spec)).href;
+    } catch {
+      throw new CliError("MODULE_NOT_FOUND", `cannot find saga module ${spec} (from ${cwd})`, 2);
+    }
+    if (path && !existsSync(path))
+      throw new CliError("MODULE_NOT_FOUND", `no file ${path} (--sagas ${spec})`, 2);
+    if (/\.[mc]?tsx?$/.test(url) && !(globalThis as Record<symbol, unknown>)[TSX_FLAG]) {
+      // A TypeScript module under the built CLI: tsx (a devDependency of most TypeScript apps) loads it.
+      const { register } = await import("tsx/esm/api").catch(() => {
+        throw new CliError(
+          "MODULE_NOT_LOADABLE",
+          `${spec} is TypeScript: install tsx, or point --sagas at built JavaScript`,
+          2,
+        );
+      });
+      register();
+      (globalThis as Record<symbol, unknown>)[TSX_FLAG] = true;
+    }
+    const exports = (await import(url)) as Record<string, unknown>;
+    const values = Object.values(exports).flatMap((v) => (Array.isArray(v) ? (v as unknown[]) : [v]));
+    const sagas = values.filter(isSaga);
+    if (sagas.length === 0)
+      throw new CliError(
+        "NO_SAGAS",
+        `${spec} exports no saga definitions: export the values defineSaga() returns`,
+        2,
+      );
+    for (const saga of sagas) found.set(`${saga.name}@${saga.version}`, saga);
+  }
+  return [...found.values()];
+}
+
+export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<void> {
+  if (!o.sagas || o.sagas.length === 0)
+    throw new CliError("INVALID_OPTIONS", "--sagas <module> is required", 2);
+  const concurrency = parseInteger(o.concurrency, "--concurrency", 1, 1000);
+  const pollInterval = parseInteger(o.pollInterval, "--poll-interval", 10);
+  const shutdownTimeout = parseInteger(o.shutdownTimeout, "--shutdown-timeout", 0);
+  const sagas = await loadSagas(o.sagas);
+  const logger = cli.logger("info");
+  const engine = createSagaEngine({ connectionString: cli.databaseUrl(), sagas, logger, poolSize: 2 });
+  let resolveDone: () => void = () => {};
+  const done = new Promise<void>((r) => {
+    resolveDone = r;
+  });
+  try {
+    if (o.migrate) await migrate(engine.pool);
+    const worker = await engine.runWorker({ concurrency, pollInterval });
+    const keys = sagas.map((s) => `${s.name}@${s.version}`);
+    logger.info("worker started", { workerId: worker.id, sagas: keys, concurrency });
+    cli.print(
+      { event: "ready", workerId: worker.id, sagas: keys, concurrency },
+      () => `ready ${worker.id} running ${keys.join(", ")}`,
+    );
+
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn("second signal: exiting now; running steps are recovered by the other workers", {
+          signal,
+        });
+        process.exit(128 + (constants.signals[signal] ?? 0));
+      }
+      stopping = true;
+      logger.info("stopping: no new work; running steps may finish", { signal, timeoutMs: shutdownTimeout });
+      worker
+        .stop({ timeoutMs: shutdownTimeout })
+        .then(() => logger.info("worker stopped", { workerId: worker.id }))
+        .catch((err: unknown) => logger.error("worker stop failed", { error: String(err) }))
+        .finally(resolveDone);
+    };
+    process.on("SIGTERM", onSignal).on("SIGINT", onSignal);
+    await done;
+    process.off("SIGTERM", onSignal).off("SIGINT", onSignal);
+  } finally {
+    await engine.close();
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * Health of a pg-saga installation as an operator sees it: database, migrations, live workers and the versions
+ * they serve, relay lag, dead letters and stuck sagas. Used by `engine.health()`, `pg-saga health` and /healthz.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { readMigrationFiles } from "drizzle-orm/migrator";
+import { maskConnectionString } from "./errors.js";
+import type { Executor } from "./executor.js";
+import { MIGRATIONS_FOLDER } from "./migrate.js";
+
+/** Options of {@link checkHealth} and `engine.health()`. */
+export interface HealthOptions {
+  /** A worker whose heartbeat is older than this is not live, in ms. Default 15000 (the workers' deadWorkerAfter). */
+  staleAfterMs?: number;
+  /** Unhealthy when no worker is live. Default false: a database with no workers can be healthy. */
+  requireWorkers?: boolean;
+  /** Unhealthy when a durable subscription lags more than this, in ms. Default: lag is reported, never fails. */
+  maxRelayLagMs?: number;
+  /** Gives up on an unresponsive database after this many ms. Default 5000. */
+  timeoutMs?: number;
+}
+
+export interface WorkerHealth {
+  id: string;
+  hostname: string;
+  pid: number;
+  /** `name@version` of every definition it runs. */
+  sagas: string[];
+  heartbeatAt: Date;
+  ageMs: number;
+  live: boolean;
+}
+
+export interface SubscriptionLag {
+  name: string;
+  /** Events past its cursor (counted up to 100000). */
+  pendingEvents: number;
+  /** Age of the oldest event it has not consumed; 0 when caught up. */
+  lagMs: number;
+}
+
+/** What {@link checkHealth} found. `healthy` is false when `problems` is not empty. */
+export interface HealthReport {
+  healthy: boolean;
+  /** Why it is unhealthy, one readable line each. */
+  problems: string[];
+  /** Worth a look, but not unhealthy: dead letters, stuck sagas, workers that went silent. */
+  warnings: string[];
+  database: { ok: boolean; latencyMs: number | null; error?: string };
+  migrations: { ok: boolean; applied: number; expected: number; pending: string[] };
+  workers: { live: number; stale: number; list: WorkerHealth[] };
+  /** `served`: versions live workers run; `unserved`: versions with active sagas and no live worker. */
+  versions: { served: string[]; unserved: { saga: string; active: number }[] };
+  /** Durable subscriptions' lag; null when the relay tables are not there. */
+  relay: { subscriptions: SubscriptionLag[]; maxLagMs: number } | null;
+  deadLetters: number | null;
+  stuck: number | null;
+}
+
+const WORKERS_SQL = `
+select id, hostname, pid, sagas, heartbeat_at as "heartbeatAt",
+  (extract(epoch from now() - heartbeat_at) * 1000)::float8 as "ageMs",
+  heartbeat_at >= now() - $1::bigint * interval '1 millisecond' as live
+from saga.workers order by hostname, pid, id`;
+
+// instances_state_created_at_idx: only the sagas that have not ended.
+const ACTIVE_VERSIONS_SQL = `
+select name || '@' || version as saga, count(*)::int as active
+from saga.instances where state in ('running', 'compensating') group by 1 order by 1`;
+
+// outbox_xid_id_idx: each subscription's pending range starts at its cursor.
+const RELAY_SQL = `
+select s.name, p.pending::int as "pendingEvents",
+  coalesce((extract(epoch from now() - p.oldest) * 1000)::float8, 0) as "lagMs"
+from saga.subscriptions s
+cross join lateral (
+  select count(*) as pending, min(o.created_at) as oldest
+  from (select o.created_at from saga.outbox o where (o.xid, o.id) > (s.cursor_xid, s.cursor_id)
+        order by o.xid, o.id limit 100000) o
+) p
+order by s.name`;
+
+type Db = Executor;
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the database within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Absent table or column: the part is reported as unavailable instead of failing the whole check. */
+async function optional<T>(fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn();
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === "42P01" || code === "42703" || code === "3F000") return null;
+    throw err;
+  }
+}
+
+/**
+ * Checks a pg-saga database. Never throws for an unhealthy installation: an unreachable database is a report
+ * with `database.ok = false`.
+ *
+ * @example
+ * const report = await checkHealth(pool, { requireWorkers: true });
+ * if (!report.healthy) console.error(report.problems.join("\n"));
+ */
+export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<HealthReport> {
+  const staleAfterMs = options.staleAfterMs ?? 15_000;
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  const expected = readMigrationFiles({ migrationsFolder: MIGRATIONS_FOLDER });
+  const report: HealthReport = {
+    healthy: false,
+    problems: [],
+    warnings: [],
+    database: { ok: false, latencyMs: null },
+    migrations: { ok: false, applied: 0, expected: expected.length, pending: [] },
+    workers: { live: 0, stale: 0, list: [] },
+    versions: { served: [], unserved: [] },
+    relay: null,
+    deadLetters: null,
+    stuck: null,
+  };
+  const started = performance.now();
+  try {
+    await withTimeout(db.query("select 1"), timeoutMs);
+    report.database = { ok: true, latencyMs: Math.round((performance.now() - started) * 10) / 10 };
+  } catch (err) {
+    const message = maskConnectionString(err instanceof Error ? err.message : String(err));
+    report.database.error = message || String((err as { code?: unknown }).code ?? "connection failed");
+    report.problems.push(`database unreachable: ${report.database.error}`);
+    return report;
+  }
+
+  const appliedRows = await optional(async () => {
+    const { rows } = await db.query<{ created_at: string }>(
+      "select created_at from saga.__drizzle_migrations",
+    );
+    return rows;
+  });
+  const applied = new Set((appliedRows ?? []).map((r) => Number(r.created_at)));
+  const tags = readJournalTags();
+  const pending = expected.filter((m) => !applied.has(m.folderMillis));
+  report.migrations = {
+    ok: pending.length === 0,
+    applied: applied.size,
+    expected: expected.length,
+    pending: pending.map((m) => tags.get(m.folderMillis) ?? String(m.folderMillis)),
+  };
+  if (pending.length > 0) {
+    report.problems.push(
+      `${pending.length} migration(s) not applied (${report.migrations.pending.join(", ")}): run pg-saga migrate`,
+    );
+  }
+  if (appliedRows === null) return finish(report);
+
+  const workers = await db.query<WorkerHealth>(WORKERS_SQL, [staleAfterMs]);
+  report.workers.list = workers.rows.map((w) => ({ ...w, ageMs: Math.round(w.ageMs) }));
+  report.workers.live = workers.rows.filter((w) => w.live).length;
+  report.workers.stale = workers.rows.length - report.workers.live;
+  const served = new Set(workers.rows.filter((w) => w.live).flatMap((w) => w.sagas));
+  report.versions.served = [...served].sort();
+  const active = await db.query<{ saga: string; active: number }>(ACTIVE_VERSIONS_SQL);
+  report.versions.unserved = active.rows.filter((r) => !served.has(r.saga));
+  for (const u of report.versions.unserved)
+    report.problems.push(`${u.active} active saga(s) of ${u.saga} and no live worker runs ${u.saga}`);
+  if (options.requireWorkers && report.workers.live === 0) report.problems.push("no live worker");
+  if (report.workers.stale > 0)
+    report.warnings.push(`${report.workers.stale} worker(s) stopped heartbeating (not yet reaped)`);
+
+  const relay = await optional(async () => (await db.query<SubscriptionLag>(RELAY_SQL)).rows);
+  if (relay) {
+    const subscriptions = relay.map((r) => ({ ...r, lagMs: Math.round(r.lagMs) }));
+    const maxLagMs = Math.max(0, ...subscriptions.map((s) => s.lagMs));
+    report.relay = { subscriptions, maxLagMs };
+    if (options.maxRelayLagMs !== undefined && maxLagMs > options.maxRelayLagMs)
+      report.problems.push(`relay lag ${maxLagMs} ms is over ${options.maxRelayLagMs} ms`);
+  }
+  report.deadLetters = await optional(async () => {
+    const { rows } = await db.query<{ n: number }>(
+      "select count(*)::int as n from saga.dead_letters where redriven_at is null",
+    );
+    return rows[0]?.n ?? 0;
+  });
+  if (report.deadLetters) report.warnings.push(`${report.deadLetters} dead letter(s) waiting for a redrive`);
+  report.stuck = await optional(async () => {
+    const { rows } = await db.query<{ n: number }>("select count(*)::int as n from saga.stuck");
+    return rows[0]?.n ?? 0;
+  });
+  if (report.stuck) report.warnings.push(`${report.stuck} saga(s) not moving: see pg-saga stuck`);
+  return finish(report);
+}
+
+function finish(report: HealthReport): HealthReport {
+  report.healthy = report.problems.length === 0;
+  return report;
+}
+
+function readJournalTags(): Map<number, string> {
+  const tags = new Map<number, string>();
+  try {
+    const journal = JSON.parse(readFileSync(join(MIGRATIONS_FOLDER, "meta", "_journal.json"), "utf8")) as {
+      entries: { when: number; tag: string }[];
+    };
+    for (const entry of journal.entries) tags.set(entry.when, entry.tag);
+  } catch {
+    // Names are a nicety: the timestamps still identify the migrations.
+  }
+  return tags;
+}
