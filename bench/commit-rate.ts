@@ -3,16 +3,19 @@
  * clients. Dividing by the commits one saga needs gives the most sagas/s this server could commit.
  */
 import pg from "pg";
-import { type BenchOptions, type Results, log } from "./harness.js";
+import { type BenchOptions, type Results, cpuSecondsOf, log } from "./harness.js";
 import { fmt, percentile } from "./stats.js";
 
-/** Runs `body` in a loop on each of `clients` connections for `seconds`; returns tx/s and latency p50. */
+/**
+ * Runs `body` in a loop on each of `clients` connections for `seconds`; returns tx/s, latency p50 and the
+ * server CPU per transaction of those connections' backends (less sensitive to a busy machine than tx/s).
+ */
 export async function closedLoop(
   o: BenchOptions,
   clients: number,
   seconds: number,
   body: (c: pg.Client, i: number) => Promise<void>,
-): Promise<{ perSec: number; p50: number; samples: number[] }> {
+): Promise<{ perSec: number; p50: number; samples: number[]; serverCpuMs: number }> {
   const conns = await Promise.all(
     Array.from({ length: clients }, async () => {
       const c = new pg.Client({ connectionString: o.url });
@@ -20,11 +23,15 @@ export async function closedLoop(
       return c;
     }),
   );
+  const pids = await Promise.all(
+    conns.map(async (c) => (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid),
+  );
   const samples: number[] = [];
   let count = 0;
   try {
     const until = performance.now() + seconds * 1000;
     const t0 = performance.now();
+    const cpu0 = await cpuSecondsOf(pids);
     await Promise.all(
       conns.map(async (c) => {
         for (let i = 0; performance.now() < until; i++) {
@@ -36,7 +43,8 @@ export async function closedLoop(
       }),
     );
     const elapsed = (performance.now() - t0) / 1000;
-    return { perSec: count / elapsed, p50: percentile(samples, 50), samples };
+    const serverCpuMs = (((await cpuSecondsOf(pids)) - cpu0) * 1000) / count;
+    return { perSec: count / elapsed, p50: percentile(samples, 50), samples, serverCpuMs };
   } finally {
     await Promise.all(conns.map((c) => c.end()));
   }
@@ -51,7 +59,7 @@ async function insertUpdate(c: pg.Client): Promise<void> {
 
 export async function commitRateScenario(o: BenchOptions, r: Results): Promise<void> {
   const seconds = o.quick ? 1 : 2;
-  const runs: Record<number, { perSec: number; p50: number }[]> = { 1: [], 16: [] };
+  const runs: Record<number, { perSec: number; p50: number; serverCpuMs: number }[]> = { 1: [], 16: [] };
   for (let rep = 0; rep < o.reps; rep++) {
     for (const clients of [1, 16]) runs[clients]!.push(await closedLoop(o, clients, seconds, insertUpdate));
     log(
@@ -75,6 +83,12 @@ export async function commitRateScenario(o: BenchOptions, r: Results): Promise<v
     "insert+update commits/s, 16 clients",
     "commits/s",
     runs[16]!.map((x) => x.perSec),
+  );
+  r.add(
+    "commit rate",
+    "insert+update server CPU per tx, 1 client",
+    "ms",
+    runs[1]!.map((x) => x.serverCpuMs),
   );
   // Ceilings from the commits per saga the throughput scenario measured (when it ran in this process).
   for (const [label, figure] of [

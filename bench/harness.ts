@@ -197,7 +197,6 @@ export async function resetTables(o: BenchOptions): Promise<void> {
  * the probe connection excluded. NaN when /proc of the server is not readable.
  */
 export async function backendCpuSeconds(o: BenchOptions): Promise<number> {
-  const { readFile } = await import("node:fs/promises");
   const client = new pg.Client({ connectionString: o.adminUrl });
   await client.connect();
   try {
@@ -205,18 +204,24 @@ export async function backendCpuSeconds(o: BenchOptions): Promise<number> {
       "select pid from pg_stat_activity where datname = $1 and application_name <> $2",
       [o.dbName, PROBE],
     );
-    let ticks = 0;
-    for (const { pid } of rows) {
-      try {
-        const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-        ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-      } catch {
-        return Number.NaN;
-      }
-    }
-    return ticks / 100;
+    return await cpuSecondsOf(rows.map((r) => r.pid));
   } finally {
     await client.end();
   }
+}
+
+/** CPU seconds (user + system) used so far by these server processes; NaN when /proc is not readable. */
+export async function cpuSecondsOf(pids: number[]): Promise<number> {
+  const { readFile } = await import("node:fs/promises");
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    } catch {
+      return Number.NaN;
+    }
+  }
+  return ticks / 100;
 }

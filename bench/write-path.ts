@@ -1,23 +1,48 @@
 /**
  * Item 5, the application's write path: a caller transaction inserting one order row, alone, with
- * `engine.start()` inside it, and with a bare pg_notify inside it (what the job's NOTIFY alone costs), at
+ * `engine.start()` inside it, with a bare pg_notify inside it (what the job's NOTIFY alone costs), and with
+ * the rows of a start but no job (a bench-only copy of saga._start without add_job, so without NOTIFY), at
  * 1, 16 and 64 concurrent writers. No worker runs: this is the cost the caller pays.
  */
 import type pg from "pg";
 import { createSagaEngine } from "../src/index.js";
-import { type BenchOptions, type Results, log, resetTables } from "./harness.js";
+import { type BenchOptions, type Results, benchClient, log, resetTables } from "./harness.js";
 import { closedLoop } from "./commit-rate.js";
 import { benchSagas, noopSaga } from "./sagas.js";
 import { fmt, percentile } from "./stats.js";
 
-type Variant = "insert" | "insert+start" | "insert+notify";
+type Variant = "insert" | "insert+start" | "insert+notify" | "insert+start rows, no job";
+
+/**
+ * Installs bench._start_rows: saga._start with its add_job calls removed, to split what start() costs into
+ * its rows and its job's NOTIFY. Returns false when the function no longer has the expected shape.
+ */
+async function installStartWithoutJob(o: BenchOptions): Promise<boolean> {
+  const client = await benchClient(o);
+  try {
+    const { rows } = await client.query<{ def: string }>(
+      "select pg_get_functiondef('saga._start(text, int, jsonb, text, jsonb, bigint, text, uuid, boolean)'::regprocedure) as def",
+    );
+    const def = rows[0]?.def ?? "";
+    const stripped = def.replace(/perform graphile_worker\.add_job\([^;]*;/g, "null;");
+    if (stripped === def) return false;
+    await client.query("create schema if not exists bench");
+    await client.query(stripped.replace(/FUNCTION saga\._start\(/, "FUNCTION bench._start_rows("));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end();
+  }
+}
 
 export async function writePathScenario(o: BenchOptions, r: Results): Promise<void> {
   const engine = createSagaEngine({ connectionString: o.url, sagas: benchSagas, poolSize: 1 });
   const seconds = o.quick ? 1 : 2;
   const levels = [1, 16, 64];
   const variants: Variant[] = ["insert", "insert+start", "insert+notify"];
-  const runs = new Map<string, { perSec: number; p50: number }[]>();
+  if (await installStartWithoutJob(o)) variants.push("insert+start rows, no job");
+  const runs = new Map<string, { perSec: number; p50: number; serverCpuMs: number }[]>();
   const startCall: number[][] = [];
   try {
     for (let rep = 0; rep < o.reps; rep++) {
@@ -34,6 +59,11 @@ export async function writePathScenario(o: BenchOptions, r: Results): Promise<vo
               if (writers === 1) calls.push(performance.now() - s);
             } else if (variant === "insert+notify") {
               await c.query("select pg_notify('bench', $1)", [String(i)]);
+            } else if (variant === "insert+start rows, no job") {
+              await c.query(
+                "select id from bench._start_rows('bench-noop', 1, $1::jsonb, null, '{}'::jsonb, null, null, null, true)",
+                [JSON.stringify({ k: i })],
+              );
             }
             await c.query("commit");
           };
@@ -78,6 +108,13 @@ export async function writePathScenario(o: BenchOptions, r: Results): Promise<vo
         "commits/s",
         get(v, w).map((x) => x.perSec),
       );
+      if (w === 1)
+        r.add(
+          "write path",
+          `${v} server CPU per tx, 1 writer`,
+          "ms",
+          get(v, w).map((x) => x.serverCpuMs),
+        );
     }
     r.add(
       "write path",
@@ -86,6 +123,13 @@ export async function writePathScenario(o: BenchOptions, r: Results): Promise<vo
       get("insert+start", w).map((x, i) => x.perSec / get("insert", w)[i]!.perSec),
       w === 64 ? { target: "≥ 0.7" } : {},
     );
+    if (variants.includes("insert+start rows, no job"))
+      r.add(
+        "write path",
+        `with start rows but no job / without, commits/s, ${w} writers`,
+        "×",
+        get("insert+start rows, no job", w).map((x, i) => x.perSec / get("insert", w)[i]!.perSec),
+      );
     r.add(
       "write path",
       `with pg_notify / without, commits/s, ${w} writers`,
