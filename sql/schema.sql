@@ -107,6 +107,25 @@ begin
   return v;
 end $$;
 
+CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  return query
+  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
+    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
+  from graphile_worker._private_jobs j
+  join graphile_worker._private_tasks t on t.id = j.task_id
+  where t.identifier like 'saga:%'
+  group by 1;
+end $$;
+
+CREATE FUNCTION saga._stale_after() RETURNS interval
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce(nullif(current_setting('saga.worker_stale_after', true), '')::interval, interval '15 seconds')
+$$;
+
 CREATE FUNCTION saga._start(p_name text, p_version integer, p_input jsonb, p_idempotency_key text, p_metadata jsonb, p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean) RETURNS TABLE(id uuid, created boolean)
     LANGUAGE plpgsql
     AS $$
@@ -150,6 +169,146 @@ end $$;
 CREATE FUNCTION saga._task(p_name text, p_version integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ select 'saga:' || p_name || '@' || p_version $$;
+
+CREATE FUNCTION saga.cancel(p_id uuid, p_reason text DEFAULT 'cancelled'::text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v record;
+begin
+  -- Invariant 2: the instance row first.
+  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id for update;
+  if not found then
+    raise exception 'saga.cancel: no saga with id %', p_id using errcode = 'SG404';
+  end if;
+  if v.state not in ('running', 'compensating') then
+    raise exception 'saga.cancel: saga % already ended %; nothing to cancel', p_id, v.state using errcode = 'SG410';
+  end if;
+  if v.state = 'running' then
+    perform graphile_worker.add_job(saga._task(v.name, v.version),
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled')), priority => -10);
+  end if;
+  return v.state;
+end $$;
+
+CREATE FUNCTION saga.retry(p_id uuid, p_reason text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v jsonb := saga._lock(p_id)::jsonb;
+  v_seq int;
+  v_note jsonb;
+  v_step jsonb;
+  v_steps jsonb;
+begin
+  if v is null then
+    raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
+  end if;
+  v_seq := (v->>'seq')::int + 1;
+  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', current_user, 'reason', p_reason));
+  if v->>'state' = 'failed' then
+    select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
+    perform saga._apply(p_id,
+      jsonb_build_object('state', 'running', 'error', null, 'compensation_cause', null, 'finished', false, 'seq', v_seq),
+      case when v_step is null then '[]'::jsonb else jsonb_build_array(jsonb_build_object(
+        'index', v_step->'index', 'name', v_step->'name', 'status', 'pending', 'attempt_base', v_step->'attempt',
+        'lease_owner', null, 'error', null, 'finished', false)) end,
+      jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('seq', v_seq, 'type', 'saga.step.retrying',
+        'step', v_step->'name', 'payload', v_note || jsonb_build_object('attempt', coalesce((v_step->>'attempt')::int, 0), 'delayMs', 0)))),
+      -- No step row: it failed before its first step (invalid input from SQL): validate again.
+      jsonb_build_array(jsonb_build_object('payload', case when v_step is null
+        then jsonb_build_object('id', p_id, 'validate', true) else jsonb_build_object('id', p_id) end)),
+      null);
+    return 'running';
+  elsif v->>'state' = 'compensation_failed' then
+    select coalesce(jsonb_agg(jsonb_build_object('index', s->'index', 'name', s->'name', 'status', 'compensating',
+        'compensation_attempt_base', s->'compensation_attempt', 'lease_owner', null, 'compensation_finished', false)
+        order by (s->>'index')::int), '[]'::jsonb)
+      into v_steps
+    from jsonb_array_elements(v->'steps') s where s->>'status' = 'compensation_failed';
+    perform saga._apply(p_id,
+      jsonb_build_object('state', 'compensating', 'error', coalesce(v->'error'->'details'->'cause', 'null'::jsonb),
+        'finished', false, 'seq', v_seq),
+      v_steps,
+      jsonb_build_array(jsonb_build_object('seq', v_seq, 'type', 'compensation.started',
+        'payload', v_note || jsonb_build_object('resumed', true, 'cause', v->'compensation_cause'))),
+      jsonb_build_array(jsonb_build_object('payload', jsonb_build_object('id', p_id))),
+      null);
+    return 'compensating';
+  end if;
+  raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v->>'state'
+    using errcode = 'SG412';
+end $$;
+
+CREATE FUNCTION saga.start(p_name text, p_input jsonb, p_options jsonb DEFAULT '{}'::jsonb) RETURNS uuid
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_options jsonb := coalesce(p_options, '{}'::jsonb);
+  v_unknown text;
+  v_version int;
+  v_timeout bigint;
+  v_parent uuid;
+  v_registered text;
+  v_id uuid;
+begin
+  if p_name is null or p_name = '' then
+    raise exception 'saga.start: name is required' using errcode = 'SG400';
+  end if;
+  if p_input is null or jsonb_typeof(p_input) = 'null' then
+    raise exception 'saga.start(%): input is required (pass ''{}''::jsonb for none)', p_name using errcode = 'SG400';
+  end if;
+  if jsonb_typeof(v_options) <> 'object' then
+    raise exception 'saga.start(%): options must be a json object', p_name using errcode = 'SG400';
+  end if;
+  select string_agg(k, ', ' order by k) into v_unknown from jsonb_object_keys(v_options) k
+  where k not in ('idempotencyKey', 'metadata', 'version', 'parentId', 'traceparent');
+  if v_unknown is not null then
+    raise exception 'saga.start(%): unknown option(s) %; expected idempotencyKey, metadata, version, parentId, traceparent',
+      p_name, v_unknown using errcode = 'SG400';
+  end if;
+  if coalesce(jsonb_typeof(v_options->'idempotencyKey'), 'string') not in ('string', 'null')
+     or coalesce(jsonb_typeof(v_options->'traceparent'), 'string') not in ('string', 'null') then
+    raise exception 'saga.start(%): options.idempotencyKey and options.traceparent must be strings', p_name
+      using errcode = 'SG400';
+  end if;
+  if coalesce(jsonb_typeof(v_options->'metadata'), 'object') not in ('object', 'null') then
+    raise exception 'saga.start(%): options.metadata must be a json object', p_name using errcode = 'SG400';
+  end if;
+  if coalesce(jsonb_typeof(v_options->'version'), 'null') <> 'null' then
+    if jsonb_typeof(v_options->'version') <> 'number'
+       or (v_options->>'version')::numeric <> trunc((v_options->>'version')::numeric) then
+      raise exception 'saga.start(%): options.version must be an integer', p_name using errcode = 'SG400';
+    end if;
+  end if;
+  begin
+    v_parent := (v_options->>'parentId')::uuid;
+  exception when invalid_text_representation then
+    raise exception 'saga.start(%): options.parentId is not a uuid', p_name using errcode = 'SG400';
+  end;
+
+  -- Primary key of saga.definitions (name, version).
+  select d.version, d.timeout_ms into v_version, v_timeout
+  from saga.definitions d
+  where d.name = p_name and (v_options->'version' is null or jsonb_typeof(v_options->'version') = 'null'
+                             or d.version = (v_options->>'version')::int)
+  order by d.version desc limit 1;
+  if v_version is null then
+    select string_agg(distinct d.name, ', ' order by d.name) into v_registered from saga.definitions d;
+    if exists (select 1 from saga.definitions d where d.name = p_name) then
+      raise exception 'saga.start: saga "%" has no registered version %', p_name, v_options->>'version'
+        using errcode = 'SG406';
+    end if;
+    raise exception 'saga.start: unknown saga "%"; no worker has registered it (registered: %)',
+      p_name, coalesce(v_registered, 'none') using errcode = 'SG406',
+      hint = 'start a worker that runs this saga once: it registers its definitions';
+  end if;
+
+  select s.id into v_id from saga._start(p_name, v_version, p_input, v_options->>'idempotencyKey',
+    coalesce(nullif(v_options->'metadata', 'null'::jsonb), '{}'::jsonb), v_timeout, v_options->>'traceparent',
+    v_parent, false) s;
+  return v_id;
+end $$;
 
 CREATE TABLE saga.__drizzle_migrations (
     id integer NOT NULL,
@@ -274,6 +433,110 @@ CREATE TABLE saga.steps (
     compensation_finished_at timestamp with time zone
 );
 
+CREATE TABLE saga.workers (
+    id text NOT NULL,
+    hostname text NOT NULL,
+    pid integer NOT NULL,
+    sagas jsonb DEFAULT '[]'::jsonb NOT NULL,
+    job_worker_ids text[] DEFAULT '{}'::text[] NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE VIEW saga.stuck AS
+ WITH live AS (
+         SELECT w.id,
+            w.sagas
+           FROM saga.workers w
+          WHERE (w.heartbeat_at >= (now() - saga._stale_after()))
+        ), served AS (
+         SELECT DISTINCT k.key
+           FROM live,
+            LATERAL jsonb_array_elements_text(live.sagas) k(key)
+        ), jobs AS (
+         SELECT _saga_jobs.saga_id,
+            _saga_jobs.runnable,
+            _saga_jobs.exhausted,
+            _saga_jobs.last_error
+           FROM saga._saga_jobs() _saga_jobs(saga_id, runnable, exhausted, last_error)
+        ), leases AS (
+         SELECT s.saga_id,
+            bool_or(((l.id IS NOT NULL) AND (s.lease_expires_at > now()))) AS live_lease,
+            (array_agg(s.name ORDER BY s.index) FILTER (WHERE ((l.id IS NULL) OR (s.lease_expires_at <= now()))))[1] AS lost_step,
+            (array_agg(s.lease_owner ORDER BY s.index) FILTER (WHERE ((l.id IS NULL) OR (s.lease_expires_at <= now()))))[1] AS lost_owner
+           FROM (saga.steps s
+             LEFT JOIN live l ON ((l.id = s.lease_owner)))
+          WHERE ((s.lease_owner IS NOT NULL) AND (s.status = ANY (ARRAY['running'::text, 'compensating'::text])))
+          GROUP BY s.saga_id
+        ), waits AS (
+         SELECT s.saga_id,
+            min(s.next_attempt_at) FILTER (WHERE (s.status = 'pending'::text)) AS retry_at,
+            (array_agg(s.name ORDER BY s.next_attempt_at) FILTER (WHERE (s.status = 'pending'::text)))[1] AS retry_step,
+            min(s.next_attempt_at) FILTER (WHERE (s.status = 'compensating'::text)) AS compensation_at,
+            (array_agg(s.name ORDER BY s.next_attempt_at) FILTER (WHERE (s.status = 'compensating'::text)))[1] AS compensation_step
+           FROM saga.steps s
+          WHERE (s.next_attempt_at > now())
+          GROUP BY s.saga_id
+        ), candidates AS (
+         SELECT i.id,
+            i.name,
+            i.version,
+            i.state,
+            i.current_step,
+            i.updated_at,
+            (EXISTS ( SELECT 1
+                   FROM served
+                  WHERE (served.key = ((i.name || '@'::text) || i.version)))) AS served,
+            l.live_lease,
+            l.lost_step,
+            l.lost_owner,
+            j.runnable,
+            j.exhausted,
+            j.last_error,
+            COALESCE(w.retry_at,
+                CASE
+                    WHEN (i.next_attempt_at > now()) THEN i.next_attempt_at
+                    ELSE NULL::timestamp with time zone
+                END) AS retry_at,
+            w.retry_step,
+            w.compensation_at,
+            w.compensation_step,
+            COALESCE(( SELECT s.name
+                   FROM saga.steps s
+                  WHERE ((s.saga_id = i.id) AND (s.index = i.current_step))), ( SELECT ((d.steps -> i.current_step) ->> 'name'::text)
+                   FROM saga.definitions d
+                  WHERE ((d.name = i.name) AND (d.version = i.version)))) AS current_name
+           FROM (((saga.instances i
+             LEFT JOIN leases l ON ((l.saga_id = i.id)))
+             LEFT JOIN jobs j ON ((j.saga_id = (i.id)::text)))
+             LEFT JOIN waits w ON ((w.saga_id = i.id)))
+          WHERE ((i.state = ANY (ARRAY['running'::text, 'compensating'::text])) AND (l.live_lease IS NOT TRUE))
+        )
+ SELECT c.id,
+    c.name,
+    c.version,
+    c.state,
+    r.step,
+    r.reason,
+    r.retry_at,
+    r.detail,
+    c.updated_at AS since
+   FROM (candidates c
+     CROSS JOIN LATERAL ( SELECT v.rank,
+            v.reason,
+            v.step,
+            v.retry_at,
+            v.detail,
+            v.applies
+           FROM ( VALUES (1,'no_worker_for_version'::text,c.current_name,NULL::timestamp with time zone,format('no live worker runs %s@%s'::text, c.name, c.version),(NOT c.served)), (2,'lease_expired'::text,c.lost_step,NULL::timestamp with time zone,format('step %s is leased by worker %s, which went silent or let the lease run out'::text, c.lost_step, c.lost_owner),(c.lost_step IS NOT NULL)), (3,'no_job'::text,c.current_name,NULL::timestamp with time zone,
+                        CASE
+                            WHEN (COALESCE(c.exhausted, (0)::bigint) > 0) THEN format('its job failed for good: %s'::text, c.last_error)
+                            ELSE 'no job will run it'::text
+                        END,(COALESCE(c.runnable, (0)::bigint) = 0)), (4,'retry_scheduled'::text,c.retry_step,c.retry_at,format('step %s retries at %s'::text, c.retry_step, c.retry_at),((c.state = 'running'::text) AND (c.retry_at IS NOT NULL))), (5,'waiting_compensation'::text,c.compensation_step,c.compensation_at,format('compensation of step %s retries at %s'::text, c.compensation_step, c.compensation_at),((c.state = 'compensating'::text) AND (c.compensation_at IS NOT NULL)))) v(rank, reason, step, retry_at, detail, applies)
+          WHERE v.applies
+          ORDER BY v.rank
+         LIMIT 1) r);
+
 CREATE TABLE saga.subscriptions (
     name text NOT NULL,
     cursor_xid xid8 DEFAULT '0'::xid8 NOT NULL,
@@ -284,16 +547,6 @@ CREATE TABLE saga.subscriptions (
     filter jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL
-);
-
-CREATE TABLE saga.workers (
-    id text NOT NULL,
-    hostname text NOT NULL,
-    pid integer NOT NULL,
-    sagas jsonb DEFAULT '[]'::jsonb NOT NULL,
-    job_worker_ids text[] DEFAULT '{}'::text[] NOT NULL,
-    started_at timestamp with time zone DEFAULT now() NOT NULL,
-    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 ALTER TABLE ONLY saga.__drizzle_migrations ALTER COLUMN id SET DEFAULT nextval('saga.__drizzle_migrations_id_seq'::regclass);
