@@ -140,29 +140,57 @@ begin
 end $$;
 --> statement-breakpoint
 
--- Locks a saga's instance row, then reads it with its step rows. Two statements on purpose: a single
--- SELECT ... FOR UPDATE that waited for the lock would re-check the instance row but evaluate the step
--- subquery with the snapshot taken before the wait, and so could decide on step rows that changed since.
--- Each statement of a plpgsql function takes a fresh snapshot under READ COMMITTED.
-create or replace function saga._lock(p_id uuid) returns json
-language plpgsql as $$
-declare
-  v json;
-begin
-  perform 1 from saga.instances where id = p_id for update;
-  if not found then
-    return null;
-  end if;
+-- A saga as a worker decides from: the instance (with its row version, xmin, which every transition changes)
+-- and its step rows. Step outputs are left out: they can be large.
+create or replace function saga._state(p_id uuid) returns json
+language sql stable as $$
   select json_build_object(
-    'id', i.id, 'name', i.name, 'version', i.version, 'state', i.state, 'data', coalesce(i.data, i.input),
-    'current_step', i.current_step, 'compensation_cause', i.compensation_cause, 'seq', i.seq, 'error', i.error,
+    'id', i.id, 'xmin', i.xmin::text, 'name', i.name, 'version', i.version, 'state', i.state,
+    'data', coalesce(i.data, i.input), 'current_step', i.current_step, 'compensation_cause', i.compensation_cause,
+    'seq', i.seq, 'error', i.error,
     'steps', coalesce((select json_agg(json_build_object(
         'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
         'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
         'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
         'error', s.error) order by s.index)
       from saga.steps s where s.saga_id = i.id), '[]'::json))
-  into v
-  from saga.instances i where i.id = p_id;
-  return v;
+  from saga.instances i where i.id = p_id
+$$;
+--> statement-breakpoint
+
+-- Locks a saga's instance row, then reads it with its step rows. Two statements on purpose: a single
+-- SELECT ... FOR UPDATE that waited for the lock would re-check the instance row but evaluate the step
+-- subquery with the snapshot taken before the wait, and so could decide on step rows that changed since.
+-- Each statement of a plpgsql function takes a fresh snapshot under READ COMMITTED.
+create or replace function saga._lock(p_id uuid) returns json
+language plpgsql as $$
+begin
+  perform 1 from saga.instances where id = p_id for update;
+  if not found then
+    return null;
+  end if;
+  return saga._state(p_id);
+end $$;
+--> statement-breakpoint
+
+-- One whole transition in one statement (its own transaction): lock the instance row, check that it is
+-- still the version the decision was made from (optimistic: any other transition changed its xmin), apply,
+-- and return the new state for the next decision. On a version mismatch nothing is written and the current
+-- state comes back with applied = false, to decide again.
+create or replace function saga._transition(
+  p_id uuid, p_xmin text, p_instance jsonb, p_steps jsonb, p_events jsonb, p_jobs jsonb, p_notify text
+) returns json
+language plpgsql as $$
+declare
+  v_xmin text;
+begin
+  select i.xmin::text into v_xmin from saga.instances i where i.id = p_id for update;
+  if v_xmin is null then
+    return null;
+  end if;
+  if v_xmin <> p_xmin then
+    return json_build_object('applied', false, 'saga', saga._state(p_id));
+  end if;
+  perform saga._apply(p_id, p_instance, p_steps, p_events, p_jobs, p_notify);
+  return json_build_object('applied', true, 'saga', saga._state(p_id));
 end $$;

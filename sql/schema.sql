@@ -86,25 +86,12 @@ end $$;
 CREATE FUNCTION saga._lock(p_id uuid) RETURNS json
     LANGUAGE plpgsql
     AS $$
-declare
-  v json;
 begin
   perform 1 from saga.instances where id = p_id for update;
   if not found then
     return null;
   end if;
-  select json_build_object(
-    'id', i.id, 'name', i.name, 'version', i.version, 'state', i.state, 'data', coalesce(i.data, i.input),
-    'current_step', i.current_step, 'compensation_cause', i.compensation_cause, 'seq', i.seq, 'error', i.error,
-    'steps', coalesce((select json_agg(json_build_object(
-        'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
-        'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
-        'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
-        'error', s.error) order by s.index)
-      from saga.steps s where s.saga_id = i.id), '[]'::json))
-  into v
-  from saga.instances i where i.id = p_id;
-  return v;
+  return saga._state(p_id);
 end $$;
 
 CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
@@ -166,9 +153,42 @@ begin
   return query select v_id, true;
 end $$;
 
+CREATE FUNCTION saga._state(p_id uuid) RETURNS json
+    LANGUAGE sql STABLE
+    AS $$
+  select json_build_object(
+    'id', i.id, 'xmin', i.xmin::text, 'name', i.name, 'version', i.version, 'state', i.state,
+    'data', coalesce(i.data, i.input), 'current_step', i.current_step, 'compensation_cause', i.compensation_cause,
+    'seq', i.seq, 'error', i.error,
+    'steps', coalesce((select json_agg(json_build_object(
+        'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
+        'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
+        'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
+        'error', s.error) order by s.index)
+      from saga.steps s where s.saga_id = i.id), '[]'::json))
+  from saga.instances i where i.id = p_id
+$$;
+
 CREATE FUNCTION saga._task(p_name text, p_version integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ select 'saga:' || p_name || '@' || p_version $$;
+
+CREATE FUNCTION saga._transition(p_id uuid, p_xmin text, p_instance jsonb, p_steps jsonb, p_events jsonb, p_jobs jsonb, p_notify text) RETURNS json
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_xmin text;
+begin
+  select i.xmin::text into v_xmin from saga.instances i where i.id = p_id for update;
+  if v_xmin is null then
+    return null;
+  end if;
+  if v_xmin <> p_xmin then
+    return json_build_object('applied', false, 'saga', saga._state(p_id));
+  end if;
+  perform saga._apply(p_id, p_instance, p_steps, p_events, p_jobs, p_notify);
+  return json_build_object('applied', true, 'saga', saga._state(p_id));
+end $$;
 
 CREATE FUNCTION saga.cancel(p_id uuid, p_reason text DEFAULT 'cancelled'::text) RETURNS text
     LANGUAGE plpgsql

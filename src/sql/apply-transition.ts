@@ -1,4 +1,5 @@
 import type { Executor } from "../executor.js";
+import type { LockedSaga } from "./lock-instance.js";
 
 /** One step row's new values; a `fence` makes the write conditional on the claimed attempt. */
 export interface StepPatch {
@@ -52,4 +53,33 @@ export async function applyTransition(
     JSON.stringify(jobs),
     notify,
   ]);
+}
+
+/**
+ * One transition as one statement (saga._transition, sql/functions.sql): locks the instance row by its
+ * primary key, applies only if its xmin is still `xmin`, and returns the state after it for the next decision.
+ */
+export async function commitTransition(
+  db: Executor,
+  id: string,
+  xmin: string,
+  instance: Record<string, unknown>,
+  steps: StepPatch[],
+  events: EventRow[],
+  jobs: JobSpec[],
+  notify: string | null,
+): Promise<{ applied: boolean; saga: LockedSaga } | null> {
+  const { rows } = await db.query<{ result: { applied: boolean; saga: LockedSaga } | null }>(
+    "select saga._transition($1::uuid, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb, $7::text) as result",
+    [
+      id,
+      xmin,
+      JSON.stringify(instance),
+      JSON.stringify(steps),
+      JSON.stringify(events),
+      JSON.stringify(jobs),
+      notify,
+    ],
+  );
+  return rows[0]?.result ?? null;
 }

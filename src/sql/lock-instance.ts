@@ -3,6 +3,8 @@ import type { Executor } from "../executor.js";
 /** A saga as a transition sees it, instance row locked. Step outputs are not loaded: they can be large. */
 export interface LockedSaga {
   id: string;
+  /** The instance row's version (its xmin): every transition changes it. */
+  xmin: string;
   name: string;
   version: number;
   state: SagaState;
@@ -66,5 +68,11 @@ export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set([
 /** Locks and reads one saga; `null` when it does not exist. */
 export async function lockInstance(db: Executor, id: string): Promise<LockedSaga | null> {
   const { rows } = await db.query<{ saga: LockedSaga | null }>("select saga._lock($1::uuid) as saga", [id]);
+  return rows[0]?.saga ?? null;
+}
+
+/** Reads one saga without locking it, for an optimistic transition (see Transition.commit). */
+export async function readSaga(db: Executor, id: string): Promise<LockedSaga | null> {
+  const { rows } = await db.query<{ saga: LockedSaga | null }>("select saga._state($1::uuid) as saga", [id]);
   return rows[0]?.saga ?? null;
 }

@@ -101,7 +101,9 @@ export async function startWorker(
     JSON.stringify([...byKey.keys()]),
   ]);
 
-  const active = new Map<string, AbortController>();
+  // Every claim this process holds, by its controller: two decisions racing for the same step may both be
+  // registered for a moment, and the loser's release must not unregister the winner.
+  const active = new Map<AbortController, string>();
   const timers = new Set<NodeJS.Timeout>();
   const stats = { discarded: 0, reaped: 0 };
   const observed = observeWorker(pool, sagas, stats, options.metrics, health);
@@ -118,12 +120,16 @@ export async function startWorker(
       return stopping;
     },
     leaseMs: (step: StepDefinition) => (step.timeoutMs ?? 300_000) + deadAfterMs,
-    isActive: (sagaId, kind, index) => active.has(activeKey(sagaId, kind, index)),
+    isActive: (sagaId, kind, index) => {
+      const key = activeKey(sagaId, kind, index);
+      for (const held of active.values()) if (held === key) return true;
+      return false;
+    },
     track(sagaId, kind, index, controller) {
       const key = activeKey(sagaId, kind, index);
-      active.set(key, controller);
+      active.set(controller, key);
       return () => {
-        if (active.get(key) === controller) active.delete(key);
+        active.delete(controller);
       };
     },
     wakeAfter(delays) {
@@ -210,7 +216,7 @@ export async function startWorker(
       if (stopping) return;
       stopping = true;
       const grace = setTimeout(() => {
-        for (const controller of active.values())
+        for (const controller of active.keys())
           controller.abort(new AbortError("WORKER_SHUTDOWN", "worker shutting down"));
       }, timeoutMs);
       try {
@@ -230,7 +236,7 @@ export async function startWorker(
 /** Cancel and deadline transitions NOTIFY `saga_control`; the worker running that saga's step aborts it. */
 async function listenForControl(
   connection: pg.ClientConfig,
-  active: Map<string, AbortController>,
+  active: Map<AbortController, string>,
   logger: Logger,
 ): Promise<Subscriber> {
   const subscriber = createListener(connection, (err) =>
@@ -239,7 +245,7 @@ async function listenForControl(
   subscriber.notifications.on("saga_control", (message: { id?: string; abort?: string; step?: number }) => {
     if (!message?.id) return;
     const code = message.abort === "timeout" ? "SAGA_TIMEOUT" : "SAGA_CANCELLED";
-    for (const [key, controller] of active) {
+    for (const [controller, key] of active) {
       if (key.startsWith(`${message.id}/execute/`))
         controller.abort(
           new AbortError(code, `the saga was ${message.abort === "timeout" ? "timed out" : "cancelled"}`),

@@ -1,10 +1,10 @@
 import type pg from "pg";
 import type { AnySaga, TransactionalStepContext } from "../definition.js";
-import { SagaError, toStoredError } from "../errors.js";
+import { BusinessError, SagaError, toStoredError } from "../errors.js";
 import type { Executor } from "../executor.js";
 import { type Logger, scopedLogger } from "../logger.js";
-import { withTransaction } from "../db.js";
-import { lockInstance } from "../sql/lock-instance.js";
+import { isTransientDbError, withTransaction } from "../db.js";
+import { type LockedSaga, lockInstance, readSaga } from "../sql/lock-instance.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
 import { type Claim, type DecideEnv, planNext, recordFailure, recordSuccess, interrupt } from "./decide.js";
@@ -38,19 +38,78 @@ export interface WorkerEnv extends DecideEnv {
 interface Held extends Claim {
   controller: AbortController;
   untrack: () => void;
+  /** The saga as the claim's commit left it: the next transition decides from it without reading. */
+  next?: LockedSaga;
+}
+
+function hold(env: WorkerEnv, id: string, claim: Claim | null): Held | null {
+  if (!claim) return null;
+  const controller = new AbortController();
+  return { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
 }
 
 /**
- * Runs one locked transition; `null` when the saga does not exist. A claim it returns is tracked as
- * active before the commit, so no other transition of this process can mistake it for a lost lease.
+ * The hot path: one statement per transition. The decision is made from the saga as last seen (or read
+ * without a lock); saga._transition locks the instance row, applies only if the row is still that version,
+ * and returns the new state. When another transition came first nothing is written and the decision is taken
+ * again from the state it returns. A claim is tracked as active before its commit, so no other transition
+ * of this process can mistake it for a lost lease.
  */
 async function transition(
+  env: WorkerEnv,
+  id: string,
+  decide: (t: Transition) => Claim | null | void,
+  known?: LockedSaga,
+): Promise<Held | null> {
+  let saga = known ?? (await readSaga(env.pool, id));
+  for (let failures = 0; saga;) {
+    const t = new Transition(saga);
+    const held = hold(env, id, decide(t) ?? null);
+    let result: Awaited<ReturnType<Transition["commit"]>>;
+    try {
+      result = await t.commit(env.pool);
+    } catch (err) {
+      held?.untrack();
+      // Committed or not, the saga's version tells: decide again from what is there now.
+      if (!isTransientDbError(err) || ++failures > 8) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(2_000, 25 * 2 ** failures)));
+      saga = await readSaga(env.pool, id);
+      continue;
+    }
+    if (!result) {
+      held?.untrack();
+      return null;
+    }
+    if (!result.applied) {
+      held?.untrack();
+      saga = result.saga;
+      continue;
+    }
+    env.onTransition?.(t);
+    const delays = t.delayedJobs;
+    if (delays.length > 0) env.wakeAfter(delays);
+    if (held) held.next = result.saga;
+    return held;
+  }
+  return null;
+}
+
+/**
+ * A transition inside an explicit transaction that holds the instance row lock: for transactional steps,
+ * whose handler writes on the same transaction. `null` when the saga does not exist.
+ */
+async function lockedTransition(
   env: WorkerEnv,
   id: string,
   decide: (t: Transition, db: Executor) => Promise<Claim | null | void> | Claim | null | void,
 ): Promise<Held | null> {
   let delays: number[] = [];
+  // A claim tracked by an attempt whose commit failed is no longer ours to run: a retry of the transaction
+  // (or a later one) finds the lease untracked and writes the attempt off as lost.
+  let pending: Held | null = null;
   const result = await withTransaction(env.pool, async (db) => {
+    pending?.untrack();
+    pending = null;
     const saga = await lockInstance(db, id);
     if (!saga) return null;
     const t = new Transition(saga);
@@ -59,6 +118,7 @@ async function transition(
     if (claim) {
       const controller = new AbortController();
       held = { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
+      pending = held;
     }
     try {
       await t.flush(db);
@@ -69,6 +129,9 @@ async function transition(
     delays = t.delayedJobs;
     env.onTransition?.(t);
     return held;
+  }).catch((err: unknown) => {
+    (pending as Held | null)?.untrack();
+    throw err;
   });
   if (delays.length > 0) env.wakeAfter(delays);
   return result;
@@ -153,26 +216,38 @@ async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Held): 
             error: claim.error ?? null,
           });
     const probe = env.observeStep?.(def, id, claim);
-    const outcome = await callHandler(probe ? () => probe.run(call) : call, controller, timeoutMs);
+    const outcome = storable(
+      claim,
+      await callHandler(probe ? () => probe.run(call) : call, controller, timeoutMs),
+    );
     const durationMs = Math.round(performance.now() - started);
     probe?.end(outcome, durationMs);
     if (!outcome.ok && outcome.kind === "error")
       logger.warn("step attempt failed", { error: toStoredError(outcome.error, true) });
-    return await transition(env, id, (t) => {
-      const applied = record(t, def, env, claim, outcome, durationMs);
-      if (!applied) {
-        env.onDiscarded(claim);
-        logger.warn("late or duplicate result discarded: the attempt no longer owns the step");
-      }
-      return env.stopping
-        ? null
-        : planNext(
-            t,
-            def,
-            env,
-            claim.kind === "compensate" && def.compensation.concurrent ? claim.index : undefined,
-          );
-    });
+    let applied = true;
+    const next = await transition(
+      env,
+      id,
+      (t) => {
+        applied = record(t, def, env, claim, outcome, durationMs);
+        return env.stopping
+          ? handOver(t)
+          : planNext(
+              t,
+              def,
+              env,
+              claim.kind === "compensate" && def.compensation.concurrent ? claim.index : undefined,
+            );
+      },
+      claim.next,
+    );
+    if (!applied) {
+      env.onDiscarded(claim);
+      logger.warn("late or duplicate result discarded: the attempt no longer owns the step", {
+        outcome: outcome.ok ? "success" : outcome.kind,
+      });
+    }
+    return next;
   } finally {
     untrack();
   }
@@ -215,7 +290,7 @@ async function runTransactional(
   controller: AbortController,
   logger: Logger,
 ): Promise<Held | null> {
-  return transition(env, id, async (t, db) => {
+  return lockedTransition(env, id, async (t, db) => {
     if (!recordable(t, env, claim)) {
       env.onDiscarded(claim);
       return null;
@@ -240,15 +315,48 @@ async function runTransactional(
     const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
     const call = () => claim.step.execute(claim.data, ctx);
     const probe = env.observeStep?.(def, id, claim, db);
-    const outcome = await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs);
+    const outcome = storable(
+      claim,
+      await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs),
+    );
     settled = true;
     const durationMs = Math.round(performance.now() - started);
     probe?.end(outcome, durationMs);
     await db.query(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
     if (claim.step.timeoutMs !== undefined) await db.query("set local statement_timeout = default");
     record(t, def, env, claim, outcome, durationMs);
-    return env.stopping ? null : planNext(t, def, env);
+    return env.stopping ? handOver(t) : planNext(t, def, env);
   });
+}
+
+/** A stopping worker takes no next claim: a job hands the saga's next piece of work to another worker. */
+function handOver(t: Transition): null {
+  if (t.saga.state === "running" || t.saga.state === "compensating") t.job({ id: t.saga.id });
+  return null;
+}
+
+// A NUL character JSON-escaped (preceded by an even number of backslashes): jsonb cannot store it.
+const JSON_NUL = /(?:^|[^\\])(?:\\\\)*\\u0000/;
+
+/**
+ * An output jsonb cannot store (a NUL character, a cycle, a BigInt) fails the attempt for good with
+ * `INVALID_OUTPUT`, instead of failing the record transaction on every retry (a poison job).
+ */
+function storable(claim: Claim, outcome: Outcome): Outcome {
+  if (!outcome.ok || claim.kind !== "execute" || outcome.value === undefined) return outcome;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(outcome.value);
+  } catch (err) {
+    text = undefined;
+    const message = `step "${claim.step.name}" returned an output that is not JSON: ${(err as Error).message}`;
+    return { ok: false, kind: "error", error: new BusinessError("INVALID_OUTPUT", message) };
+  }
+  if (text !== undefined && JSON_NUL.test(text)) {
+    const message = `step "${claim.step.name}" returned an output with a NUL character (\\u0000), which jsonb cannot store`;
+    return { ok: false, kind: "error", error: new BusinessError("INVALID_OUTPUT", message) };
+  }
+  return outcome;
 }
 
 function recordable(t: Transition, env: WorkerEnv, claim: Claim): boolean {

@@ -1,5 +1,11 @@
 import type { Executor } from "../executor.js";
-import { type EventRow, type JobSpec, type StepPatch, applyTransition } from "../sql/apply-transition.js";
+import {
+  type EventRow,
+  type JobSpec,
+  type StepPatch,
+  applyTransition,
+  commitTransition,
+} from "../sql/apply-transition.js";
 import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-instance.js";
 
 /**
@@ -107,12 +113,34 @@ export class Transition {
     return this.jobs.flatMap((j) => (j.delay_ms ? [j.delay_ms] : []));
   }
 
+  /** Writes the transition inside a transaction that already holds the instance row lock. */
   async flush(db: Executor): Promise<void> {
     if (this.empty && this.notify === null) return;
     if (this.events.length > 0) this.instance.seq = this.saga.seq;
     await applyTransition(
       db,
       this.saga.id,
+      this.instance,
+      [...this.stepPatches.values()],
+      this.events,
+      this.jobs,
+      this.notify,
+    );
+  }
+
+  /**
+   * Writes the transition as one statement that locks the instance row and applies only if the row is still
+   * the version this decision was read at. Returns the saga's state after it, or the current state with
+   * `applied: false` when another transition came first (nothing written: decide again). A transition with
+   * nothing to write writes nothing and returns the state it was decided from.
+   */
+  async commit(db: Executor): Promise<{ applied: boolean; saga: LockedSaga } | null> {
+    if (this.empty && this.notify === null) return { applied: true, saga: this.saga };
+    if (this.events.length > 0) this.instance.seq = this.saga.seq;
+    return commitTransition(
+      db,
+      this.saga.id,
+      this.saga.xmin,
       this.instance,
       [...this.stepPatches.values()],
       this.events,
