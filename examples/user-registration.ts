@@ -2,7 +2,7 @@
  * User registration (the saga guide's scenario 4, microservice orchestration): create user → send welcome email
  * → push notification → record analytics → activate account. Push and analytics are non-critical: their failure
  * is recorded and the registration goes on. Compensation is best-effort: when activation fails for good, every
- * completed step is undone, and one undo that fails (the push service is down) does not stop the others; the saga
+ * completed step is undone, and one undo that fails (the push cannot be retracted) does not stop the others; the saga
  * then ends `compensation_failed` for an operator, with the user already deleted.
  *
  * Run it: `npm run example:registration` (DATABASE_URL, or an embedded PostgreSQL).
@@ -17,6 +17,8 @@ export class Services {
   readonly pushes = new Set<string>();
   readonly analytics: string[] = [];
   pushDown = false;
+  /** The push service accepts sends but cannot retract them. */
+  retractDown = false;
   analyticsDown = false;
 }
 
@@ -78,7 +80,7 @@ export function userRegistrationSaga(s: Services) {
       },
       compensateRetry: retry.fixed({ maxAttempts: 2, delay: "50ms" }),
       compensate: (d) => {
-        if (s.pushDown) throw new Error("push service unavailable: cannot retract the notification");
+        if (s.retractDown) throw new Error("push service cannot retract the notification right now");
         s.pushes.delete(d.userId);
       },
     })
@@ -101,7 +103,7 @@ export function userRegistrationSaga(s: Services) {
     });
 }
 
-/** A clean signup, one with analytics down (still completes), one refused at activation with push down. */
+/** A clean signup, one with push and analytics down (still completes), one refused at activation while pushes cannot be retracted. */
 export async function runRegistrationExample(url: string, log: Log = () => {}) {
   const s = new Services();
   const saga = userRegistrationSaga(s);
@@ -113,18 +115,20 @@ export async function runRegistrationExample(url: string, log: Log = () => {}) {
       log,
     );
     s.analyticsDown = true;
+    s.pushDown = true;
     const degraded = await settle(
       engine,
       (await engine.start(saga, { email: "bo@example.com", name: "Bo", plan: "free" })).id,
-      "bo (analytics down)",
+      "bo (push and analytics down)",
       log,
     );
     s.analyticsDown = false;
-    s.pushDown = true;
+    s.pushDown = false;
+    s.retractDown = true;
     const refused = await settle(
       engine,
       (await engine.start(saga, { email: "cy@example.com", name: "Cy", plan: "banned-region" })).id,
-      "cy (activation refused, push down)",
+      "cy (activation refused, push retraction down)",
       log,
     );
     log(
