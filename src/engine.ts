@@ -264,7 +264,15 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         ? { connectionString: config.connectionString }
         : (pool.options as pg.ClientConfig);
       try {
-        const worker = await startWorker(workerPool ?? pool, connection, config.sagas, logger, workerOptions);
+        // /healthz next to /metrics answers with engine.health().
+        const worker = await startWorker(
+          workerPool ?? pool,
+          connection,
+          config.sagas,
+          logger,
+          workerOptions,
+          () => engine.health(),
+        );
         const entry = { worker, pool: workerPool };
         workers.add(entry);
         return {

@@ -12,6 +12,7 @@ import {
   type SagaEngine,
   type SagaWorker,
 } from "../src/index.js";
+import { serveMetrics } from "../src/observability/metrics-server.js";
 import { CALLS_TABLE, orderSaga } from "./fixtures/order-saga.js";
 import { useTestDatabase } from "./helpers/database.js";
 
@@ -238,10 +239,31 @@ describe("prometheus metrics over HTTP", () => {
   it("answers /healthz with 200 and JSON, and 404 elsewhere", async () => {
     const res = await fetch(`${worker.metrics!.url}/healthz`);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { healthy: boolean };
-    expect(body.healthy).toBe(true);
+    const body = (await res.json()) as { healthy: boolean; workers: { live: number } };
+    // engine.health(): database, migrations, live workers.
+    expect(body).toMatchObject({ healthy: true, database: { ok: true }, migrations: { ok: true } });
+    expect(body.workers.live).toBeGreaterThanOrEqual(1);
     expect((await fetch(`${worker.metrics!.url}/nope`)).status).toBe(404);
     expect((await fetch(`${worker.metrics!.url}/metrics`, { method: "POST" })).status).toBe(405);
+  });
+
+  it("answers /healthz with 503 when the check says unhealthy or fails", async () => {
+    const reports = [
+      async () => ({ healthy: false, problems: ["migrations pending"] }),
+      async (): Promise<{ healthy: boolean }> => {
+        throw new Error("database unreachable");
+      },
+    ];
+    for (const health of reports) {
+      const server = await serveMetrics({ port: 0, host: "127.0.0.1", registry: new Registry(), health });
+      try {
+        const res = await fetch(`${server.url}/healthz`);
+        expect(res.status).toBe(503);
+        expect(await res.json()).toMatchObject({ healthy: false });
+      } finally {
+        await server.close();
+      }
+    }
   });
 
   it("refuses a taken port before the worker starts, leaving no worker row behind", async () => {
