@@ -211,6 +211,29 @@ describe("tracing", () => {
     expect((err as SagaError).code).toBe("INVALID_OPTIONS");
   });
 
+  it("links the steps of a saga started from SQL with a traceparent to that trace", async () => {
+    const { engine } = engineHandle;
+    const remote = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const { rows } = await db.pool.query<{ id: string }>(
+      `select saga.start('order-processing', '{"customerId":"sql","amount":3}', jsonb_build_object('traceparent', $1::text)) as id`,
+      [remote],
+    );
+    const id = rows[0]!.id;
+    expect((await engine.waitFor(id, { timeoutMs: 20_000 })).state).toBe("completed");
+    expect(byName("saga.start order-processing")).toEqual([]); // started in SQL: no start span
+    const steps = spans().filter((s) => s.attributes["saga.id"] === id);
+    expect(steps.map((s) => s.name)).toEqual([
+      "saga.step create-order",
+      "saga.step reserve-inventory",
+      "saga.step process-payment",
+      "saga.step confirm-order",
+    ]);
+    for (const s of steps) {
+      expect(s.spanContext().traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+      expect(s.parentSpanContext).toMatchObject({ spanId: "b7ad6b7169203331", isRemote: true });
+    }
+  });
+
   it("keeps the first trace for an idempotent start that matched an existing saga", async () => {
     const { engine } = engineHandle;
     const first = await engine.start(order, { customerId: "c5", amount: 1 }, { idempotencyKey: "trace-k1" });
