@@ -187,11 +187,14 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
   }
   report.deadLetters = await optional(async () => {
     const { rows } = await db.query<{ n: number }>(
-      "select count(*)::int as n from saga.dead_letters where redriven_at is null",
+      // Not delivered yet (redrive requested or not); read through to_jsonb so older schemas without the
+      // column count every row.
+      "select count(*)::int as n from saga.dead_letters d where to_jsonb(d)->>'delivered_at' is null",
     );
     return rows[0]?.n ?? 0;
   });
-  if (report.deadLetters) report.warnings.push(`${report.deadLetters} dead letter(s) waiting for a redrive`);
+  if (report.deadLetters)
+    report.warnings.push(`${report.deadLetters} dead letter(s) not delivered: see engine.deadLetters()`);
   report.stuck = await optional(async () => {
     const { rows } = await db.query<{ n: number }>("select count(*)::int as n from saga.stuck");
     return rows[0]?.n ?? 0;
