@@ -73,7 +73,7 @@ const flaky = defineSaga({
 const patient = defineSaga({
   name: "patient",
   input: plan,
-  retry: retry.fixed({ maxAttempts: 2, delay: 1_500 }),
+  retry: retry.fixed({ maxAttempts: 2, delay: 4_000 }),
 }).step("charge", {
   execute: (data, ctx) => {
     if (ctx.attempt <= data.failTimes) throw new Error("not yet");

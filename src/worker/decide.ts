@@ -2,11 +2,11 @@
  * The saga state machine: pure decisions over a locked saga, written into a {@link Transition}.
  * Every function here runs while the instance row is locked, so what it reads cannot change under it.
  */
-import type { CompletedStep } from "../compensation.js";
 import type { AnySaga, StepDefinition } from "../definition.js";
 import { BusinessError, RetryableError, type StoredError, toStoredError } from "../errors.js";
 import { delayFor } from "../retry.js";
-import { type CompensationCause, type StepRow, TERMINAL_STATES } from "../sql/lock-instance.js";
+import { type StepRow, TERMINAL_STATES } from "../sql/lock-instance.js";
+import { beginCompensation, planCompensation } from "./compensation-plan.js";
 import type { Transition } from "./transition.js";
 
 /** A step handler this worker now holds the lease for. */
@@ -32,26 +32,6 @@ export interface DecideEnv {
   leaseMs: (step: StepDefinition) => number;
   /** Whether this process is running the claim right now (a lease of ours that is not is a lost one). */
   isActive: (sagaId: string, kind: Claim["kind"], index: number) => boolean;
-}
-
-const isUnknown = (row: StepRow) => row.error?.outcome === "unknown";
-
-/** Steps whose effect must be undone: succeeded, or possibly succeeded, and with a compensate handler. */
-function compensable(t: Transition, def: AnySaga): StepRow[] {
-  return t.saga.steps.filter((row) => {
-    if (!def.steps[row.index]?.compensate) return false;
-    switch (row.status) {
-      case "succeeded":
-      case "compensating":
-      case "compensated":
-      case "compensation_failed":
-        return true;
-      case "failed":
-        return isUnknown(row);
-      default:
-        return false;
-    }
-  });
 }
 
 const fenceOf = (row: StepRow, claim: Claim, workerId: string) =>
@@ -112,124 +92,6 @@ export function lostError(): Error {
   const err = new Error("the worker running this attempt stopped before recording its result");
   (err as Error & { code: string }).code = "WORKER_LOST";
   return err;
-}
-
-function planCompensation(t: Transition, def: AnySaga, env: DecideEnv, only?: number): Claim | null {
-  const strategy = def.compensation;
-  const rows = compensable(t, def);
-  const inFlight = rows.filter((r) => r.status === "compensating" && r.lease_owner !== null);
-  const exhausted = rows.filter((r) => r.status === "compensation_failed");
-  const waiting = (r: StepRow) =>
-    r.status === "succeeded" ||
-    r.status === "failed" ||
-    (r.status === "compensating" && r.lease_owner === null);
-  const completed: CompletedStep[] = rows.map((r) => ({
-    name: r.name,
-    index: r.index,
-    outcome: isUnknown(r) ? "unknown" : "succeeded",
-  }));
-  const pending = strategy
-    .order(completed)
-    .map((c) => rows.find((r) => r.index === c.index))
-    .filter((r): r is StepRow => r !== undefined && waiting(r));
-
-  if (
-    inFlight.length === 0 &&
-    (pending.length === 0 || (exhausted.length > 0 && !strategy.continueOnFailure))
-  ) {
-    finishCompensation(t, exhausted);
-    return null;
-  }
-  if (strategy.concurrent) {
-    if (only === undefined) {
-      // Fan out: each compensation is its own job, so they run at once across the worker pool.
-      for (const row of pending) if (row.due) t.job({ id: t.saga.id, step: row.index });
-      return null;
-    }
-    const row = pending.find((r) => r.index === only);
-    return row?.due ? claimCompensation(t, def, env, row) : null;
-  }
-  if (inFlight.length > 0 || (exhausted.length > 0 && !strategy.continueOnFailure)) return null;
-  const next = pending[0];
-  return next?.due ? claimCompensation(t, def, env, next) : null;
-}
-
-function claimCompensation(t: Transition, def: AnySaga, env: DecideEnv, row: StepRow): Claim | null {
-  const step = def.steps[row.index];
-  if (!step) return null;
-  const attempt = row.compensation_attempt + 1;
-  const outcome = isUnknown(row) ? "unknown" : "succeeded";
-  t.patchStep({
-    index: row.index,
-    name: row.name,
-    status: "compensating",
-    compensation_attempt: attempt,
-    lease_owner: env.workerId,
-    lease_ms: env.leaseMs(step),
-    compensation_started: true,
-    fence: {
-      status: row.status,
-      compensation_attempt: row.compensation_attempt,
-      lease_owner: row.lease_owner,
-    },
-  });
-  return {
-    kind: "compensate",
-    index: row.index,
-    attempt,
-    step,
-    outcome,
-    error: t.saga.error as StoredError | null,
-  };
-}
-
-function finishCompensation(t: Transition, exhausted: StepRow[]): void {
-  const saga = t.saga;
-  if (exhausted.length > 0) {
-    const failedSteps = exhausted.map((r) => r.name);
-    t.setState("compensation_failed", {
-      finished: true,
-      error: {
-        code: "COMPENSATION_FAILED",
-        message: `compensation of ${failedSteps.join(", ")} ran out of attempts; fix the cause and call retry()`,
-        type: "SagaError",
-        retryable: false,
-        details: { failedSteps, cause: saga.error },
-        step: failedSteps[0],
-      },
-    });
-    t.event("compensation.failed", undefined, { failedSteps });
-    return;
-  }
-  const cause = saga.compensation_cause ?? "failure";
-  t.setState(terminalStateFor(cause), { finished: true });
-  t.event("compensation.completed", undefined, {});
-  if (cause === "cancel") t.event("saga.cancelled", undefined, { reason: saga.error?.message });
-  if (cause === "timeout") t.event("saga.timed_out", undefined, {});
-}
-
-const terminalStateFor = (cause: CompensationCause) =>
-  cause === "cancel" ? "cancelled" : cause === "timeout" ? "timed_out" : "compensated";
-
-/** Moves a saga into compensation, or straight to its terminal state when there is nothing to undo. */
-export function beginCompensation(
-  t: Transition,
-  def: AnySaga,
-  cause: CompensationCause,
-  error: StoredError,
-): void {
-  t.setInstance({ error, compensation_cause: cause });
-  const rows = compensable(t, def);
-  if (rows.length === 0 || !def.compensation.shouldCompensate(error)) {
-    const state = cause === "failure" ? "failed" : terminalStateFor(cause);
-    t.setState(state, { finished: true });
-    const type =
-      cause === "failure" ? "saga.failed" : cause === "cancel" ? "saga.cancelled" : "saga.timed_out";
-    t.event(type, undefined, cause === "cancel" ? { reason: error.message, error } : { error });
-    return;
-  }
-  t.setState("compensating");
-  t.event("compensation.started", undefined, { cause, error, steps: rows.map((r) => r.name) });
 }
 
 /** Whether an error thrown by a step may be retried. */
