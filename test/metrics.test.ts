@@ -33,11 +33,16 @@ const flaky = defineSaga({
   },
 });
 
-/** A saga whose deadline passes while its only step waits. */
+/**
+ * A saga whose deadline passes while its only step waits. On a loaded machine the deadline may pass before the
+ * step was even claimed: `renderCalls` says which case the test got.
+ */
+let renderCalls = 0;
 const slow = defineSaga({ name: "slow-report", input: z.object({ ms: z.number() }), timeout: "300ms" }).step(
   "render",
   {
     execute: async (data, ctx) => {
+      renderCalls++;
       await new Promise((resolve) => {
         const timer = setTimeout(resolve, data.ms);
         ctx.signal.addEventListener("abort", () => {
@@ -163,11 +168,11 @@ describe("prometheus metrics over HTTP", () => {
           step: "render",
           outcome: "deadline",
         }),
-      ),
-    ).toBe(1);
+      ) ?? 0,
+    ).toBe(renderCalls);
     // The late results of the attempts the cancel and the deadline interrupted were fenced out.
     expect(m.get("pg_saga_discarded_results_total")).toBe(worker.stats.discarded);
-    expect(worker.stats.discarded).toBeGreaterThanOrEqual(2);
+    expect(worker.stats.discarded).toBeGreaterThanOrEqual(1 + renderCalls);
     expect(
       m.get(
         series("pg_saga_step_duration_seconds_count", {
@@ -189,8 +194,8 @@ describe("prometheus metrics over HTTP", () => {
           step: "render",
           outcome: "succeeded",
         }),
-      ),
-    ).toBe(1);
+      ) ?? 0,
+    ).toBe(renderCalls);
     const sum = m.get(
       series("pg_saga_step_duration_seconds_sum", { ...o, step: "create-order", outcome: "succeeded" }),
     );

@@ -11,7 +11,13 @@ import type { AnySaga } from "../definition.js";
 import type { Transition } from "../worker/transition.js";
 import type { StepInfo, StepOutcome } from "./step-observer.js";
 
-/** `runWorker({ metrics })`: serve on `port`, or only fill `registry` for your own endpoint. */
+/**
+ * `runWorker({ metrics })`: serve on `port`, or only fill `registry` for your own endpoint.
+ *
+ * @example
+ * await engine.runWorker({ metrics: { port: 9464 } }); // GET :9464/metrics, :9464/healthz
+ * await engine.runWorker({ metrics: { registry: appRegistry } }); // served by your app's /metrics
+ */
 export interface MetricsOptions {
   /** Serves `/metrics` and `/healthz` on this port (0 picks a free one: see `worker.metrics.url`). */
   port?: number;
@@ -155,7 +161,7 @@ export function createWorkerMetrics(
   // Database-wide gauges: the same in every worker; aggregate them with max(), not sum().
   const snapshot = databaseSnapshot(pool);
   const names = [...new Set(sagas.map((s) => s.name))];
-  const up = new Gauge({
+  new Gauge({
     name: "pg_saga_database_up",
     help: "1 when the last scrape could read the database, else 0",
     registers,
@@ -163,7 +169,6 @@ export function createWorkerMetrics(
       this.set((await snapshot()) ? 1 : 0);
     },
   });
-  void up;
   new Gauge({
     name: "pg_saga_sagas",
     help: "Sagas not finished (running, compensating) or waiting for an operator (compensation_failed), by state",

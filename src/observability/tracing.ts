@@ -76,7 +76,7 @@ export function tracingEnabled(): boolean {
   return !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== NOOP_PROVIDER;
 }
 
-/** Marks a span failed with the error's code and message. */
+/** Marks a span failed with the error's code and message. @internal */
 export function recordError(span: Span, err: unknown): void {
   if (!span.isRecording()) return;
   const e = err instanceof Error ? err : new Error(String(err));

@@ -13,7 +13,14 @@ import { type StepObserver, createStepObserver } from "./step-observer.js";
 
 export type { HealthReport, MetricsOptions };
 
-/** `worker.metrics`: the registry this worker's metrics live in, and the URL it serves them at. */
+/**
+ * `worker.metrics`: the registry this worker's metrics live in, and the URL it serves them at.
+ *
+ * @example
+ * const worker = await engine.runWorker({ metrics: { port: 0 } });
+ * const text = await fetch(`${worker.metrics!.url}/metrics`).then((r) => r.text());
+ * collectDefaultMetrics({ register: worker.metrics!.registry }); // add Node.js process metrics
+ */
 export interface WorkerMetricsHandle {
   /** A prom-client `Registry`: merge it into your own with `Registry.merge([...])`, or read it in tests. */
   readonly registry: Registry;
