@@ -3,6 +3,7 @@
  * database (pgsaga_bench on the server of BENCH_DATABASE_URL or DATABASE_URL), a table on stdout and the
  * full results as JSON in bench/results/<timestamp>.json. The database is dropped at the end.
  */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -36,6 +37,19 @@ function databaseUrl(server: string, name: string): string {
   const url = new URL(server);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** The commit measured, and whether the working tree differed from it. */
+function gitState(): { commit: string | null; dirty: boolean } {
+  try {
+    const commit = execFileSync("git", ["rev-parse", "HEAD"], { encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "sql", "migrations"], {
+      encoding: "utf8",
+    }).trim();
+    return { commit, dirty: dirty.length > 0 };
+  } catch {
+    return { commit: null, dirty: false };
+  }
 }
 
 async function main(): Promise<void> {
@@ -83,6 +97,7 @@ async function main(): Promise<void> {
         seconds: (Date.now() - started) / 1000,
         options: shown,
         node: process.version,
+        git: gitState(),
         cores: cpus().length,
         figures: results.figures,
         extra: results.extra,
