@@ -88,7 +88,7 @@ afterAll(async () => {
 });
 
 describe("pg-saga CLI", () => {
-  it("migrates, reports health, and masks the password of a database it cannot reach", async () => {
+  it("migrates, masks the password of a database it cannot reach, and reports usage errors", async () => {
     const [migrated, unreachable, usage] = await Promise.all([
       cli(["migrate", "--json"]),
       cli(["list", "--database", "postgres://app:s3cret@127.0.0.1:1/nowhere"]),
@@ -102,14 +102,6 @@ describe("pg-saga CLI", () => {
     expect(unreachable.stderr).not.toContain("s3cret");
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/required option '--reason <text>'/);
-
-    const health = json(await cli(["health", "--json"]));
-    expect(health).toMatchObject({
-      healthy: true,
-      database: { ok: true },
-      migrations: { ok: true, pending: [] },
-    });
-    expect(health.workers.live).toBe(0);
   });
 
   it("runs a worker from a module, and operates its sagas: list, show, retry, cancel, stats, stuck", async () => {
@@ -121,17 +113,20 @@ describe("pg-saga CLI", () => {
       "4",
       "--poll-interval",
       "100",
+      "--metrics-port",
+      "0",
       "--json",
     ]);
     const ready = JSON.parse(await waitForLine(worker, /"event":"ready"/)) as {
       workerId: string;
       sagas: string[];
+      metricsUrl: string;
     };
     expect(ready.sagas).toEqual(["cli-order@1"]);
 
     const ok = await engine.start(cliOrder, { item: "book" });
     const declined = await engine.start(cliOrder, { item: "lamp", failUntilAttempt: 2 });
-    const held = await engine.start(cliOrder, { item: "sofa", holdMs: 60_000 });
+    const held = await engine.start(cliOrder, { item: "sofa", holdMs: 600_000 });
     expect((await engine.waitFor(ok.id, { timeoutMs: 20_000 })).state).toBe("completed");
     expect((await engine.waitFor(declined.id, { timeoutMs: 20_000 })).state).toBe("failed");
     await expect
@@ -159,6 +154,12 @@ describe("pg-saga CLI", () => {
       workers: { live: 1 },
       versions: { served: ["cli-order@1"] },
     });
+    const [metrics, healthz] = await Promise.all([
+      fetch(`${ready.metricsUrl}/metrics`),
+      fetch(`${ready.metricsUrl}/healthz`),
+    ]);
+    expect(await metrics.text()).toMatch(/pg_saga_sagas_started_total/);
+    expect(healthz.status).toBe(200);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe(
       "pg-saga: no saga with id 6f1c2a3e-0000-4000-8000-000000000000 (SAGA_NOT_FOUND)\n",
@@ -187,22 +188,18 @@ describe("pg-saga CLI", () => {
       `insert into saga.definitions (name, version, fingerprint, steps) values ('cli-ghost', 1, 'f', '[{"name":"boo"}]')`,
     );
     const ghost = (await db.pool.query("select saga.start('cli-ghost', '{}') as id")).rows[0].id as string;
-    const [stuck, stats, stuckHuman] = await Promise.all([
-      cli(["stuck", "--json"]),
-      cli(["stats", "--json"]),
-      cli(["stuck"]),
-    ]);
-    expect(json(stuck).items).toEqual([
-      expect.objectContaining({ id: ghost, reason: "no_worker_for_version", step: "boo", name: "cli-ghost" }),
-    ]);
-    expect(stuckHuman.stdout).toMatch(/no_worker_for_version\s+boo/);
+    const [stuck, stats] = await Promise.all([cli(["stuck"]), cli(["stats", "--json"])]);
+    expect(stuck.code).toBe(0);
+    expect(stuck.stdout).toMatch(
+      new RegExp(`${ghost}\\s+cli-ghost@1\\s+running\\s+no_worker_for_version\\s+boo`),
+    );
     const s = json(stats);
     expect(s.metrics).toMatchObject({ total: 4, completed: 2, cancelled: 1, active: 1 });
     expect(s.byName).toEqual(
       expect.arrayContaining([{ name: "cli-order", states: { completed: 2, cancelled: 1 } }]),
     );
     await db.pool.query("delete from saga.instances where id = $1", [ghost]);
-  }, 150_000);
+  }, 240_000);
 
   it("follows events live from a position, and stops the worker gracefully on SIGTERM", async () => {
     const { rows } = await db.pool.query<{ id: string }>("select max(id)::text as id from saga.events");
@@ -240,7 +237,7 @@ describe("pg-saga CLI", () => {
     expect(unhealthy.code).toBe(1);
     expect(unhealthy.stdout).toMatch(/^UNHEALTHY/);
     expect(unhealthy.stdout).toMatch(/- no live worker/);
-  }, 90_000);
+  }, 120_000);
 
   it("runs the demo: one order completes, one is compensated", async () => {
     const demo = await cli(["demo", "--json"]);

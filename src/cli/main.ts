@@ -2,6 +2,7 @@
  * `pg-saga`: operate pg-saga from a terminal. Every command takes --database (else DATABASE_URL) and --json;
  * errors are one line on stderr and a non-zero exit code.
  */
+import { createRequire } from "node:module";
 import { Command, CommanderError, Option } from "commander";
 import { Cli, type GlobalOptions, describeError } from "./context.js";
 import { demoCommand } from "./commands/demo.js";
@@ -10,6 +11,9 @@ import { healthCommand, statsCommand, stuckCommand } from "./commands/observe.js
 import { cancelCommand, migrateCommand, retryCommand } from "./commands/operate.js";
 import { collect, listCommand, showCommand } from "./commands/read.js";
 import { workerCommand } from "./commands/worker.js";
+
+// Two levels up from both src/cli/ and dist/cli/.
+const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
 type Action<A extends unknown[]> = (cli: Cli, ...args: A) => Promise<void>;
 
@@ -22,7 +26,7 @@ type Action<A extends unknown[]> = (cli: Cli, ...args: A) => Promise<void>;
 export function buildProgram(onCli: (cli: Cli) => void): Command {
   const program = new Command("pg-saga")
     .description("Operate pg-saga: sagas whose every state change is a PostgreSQL transaction")
-    .version("0.1.0")
+    .version(version)
     .option("-d, --database <url>", "PostgreSQL connection string (default: $DATABASE_URL)")
     .option("--json", "machine-readable output: one JSON document (or one per line for streams)")
     .option("--no-color", "no ANSI colours (also NO_COLOR=1); colour is only used on a terminal anyway")
@@ -62,6 +66,7 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .option("--poll-interval <ms>", "how often to look for jobs scheduled for later", "1000")
     .option("--shutdown-timeout <ms>", "on SIGTERM, how long running steps may take to finish", "10000")
     .option("--migrate", "migrate before starting")
+    .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (0: any free port)")
     .action(run((cli, o: Parameters<typeof workerCommand>[1]) => workerCommand(cli, o)));
 
   program

@@ -20,6 +20,7 @@ export interface WorkerCommandOptions {
   pollInterval: string;
   shutdownTimeout: string;
   migrate?: boolean;
+  metricsPort?: string;
 }
 
 const TSX_FLAG = Symbol.for("pg-saga.tsx");
@@ -90,6 +91,8 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
   const concurrency = parseInteger(o.concurrency, "--concurrency", 1, 1000);
   const pollInterval = parseInteger(o.pollInterval, "--poll-interval", 10);
   const shutdownTimeout = parseInteger(o.shutdownTimeout, "--shutdown-timeout", 0);
+  const metricsPort =
+    o.metricsPort === undefined ? undefined : parseInteger(o.metricsPort, "--metrics-port", 0, 65_535);
   const sagas = await loadSagas(o.sagas);
   const logger = cli.logger("info");
   const engine = createSagaEngine({ connectionString: cli.databaseUrl(), sagas, logger, poolSize: 2 });
@@ -99,12 +102,18 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
   });
   try {
     if (o.migrate) await migrate(engine.pool);
-    const worker = await engine.runWorker({ concurrency, pollInterval });
+    const worker = await engine.runWorker({
+      concurrency,
+      pollInterval,
+      ...(metricsPort === undefined ? {} : { metrics: { port: metricsPort } }),
+    });
     const keys = sagas.map((s) => `${s.name}@${s.version}`);
-    logger.info("worker started", { workerId: worker.id, sagas: keys, concurrency });
+    const metricsUrl = worker.metrics?.url ?? null;
+    logger.info("worker started", { workerId: worker.id, sagas: keys, concurrency, metricsUrl });
     cli.print(
-      { event: "ready", workerId: worker.id, sagas: keys, concurrency },
-      () => `ready ${worker.id} running ${keys.join(", ")}`,
+      { event: "ready", workerId: worker.id, sagas: keys, concurrency, metricsUrl },
+      () =>
+        `ready ${worker.id} running ${keys.join(", ")}${metricsUrl ? ` (${metricsUrl}/metrics, /healthz)` : ""}`,
     );
 
     let stopping = false;
