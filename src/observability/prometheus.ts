@@ -66,7 +66,7 @@ interface SnapshotRow {
 /** The metrics of one worker. @internal */
 export interface WorkerMetrics {
   readonly registry: Registry;
-  /** After each committed transition of this worker. */
+  /** After each applied transition of this worker (a transactional step's: just before its commit). */
   onTransition(t: Transition): void;
   /** After each handler call of this worker. */
   onStepEnd(info: StepInfo, outcome: StepOutcome, durationMs: number): void;
