@@ -1,7 +1,8 @@
 -- Operator SQL API: saga.start/cancel/retry callable from psql, triggers and any language, and the saga.stuck
 -- view. Source of the custom migration of the same name (scripts/sync-custom-migrations.ts).
 -- Errors carry their own SQLSTATEs (class SG): SG400 bad argument, SG404 no saga with that id, SG406 saga name or
--- version that no worker registered, SG410 saga already ended, SG412 saga not in a retryable state.
+-- version that no worker registered, SG410 saga already ended, SG412 saga not in a retryable state, SG413 input
+-- or metadata over 1 MB.
 
 -- A worker whose heartbeat is older than this is not live. `set saga.worker_stale_after = '30s'` per session or
 -- `alter database ... set` to match the workers' deadWorkerAfter (default 15 s).
@@ -31,6 +32,11 @@ begin
   end if;
   if p_input is null or jsonb_typeof(p_input) = 'null' then
     raise exception 'saga.start(%): input is required (pass ''{}''::jsonb for none)', p_name using errcode = 'SG400';
+  end if;
+  -- The same ceiling as engine.start()'s default maxPayloadBytes.
+  if octet_length(p_input::text) > 1048576 or octet_length(coalesce(v_options->'metadata', '{}'::jsonb)::text) > 1048576 then
+    raise exception 'saga.start(%): input or metadata is larger than 1 MB; store large data elsewhere and pass a reference',
+      p_name using errcode = 'SG413';
   end if;
   if jsonb_typeof(v_options) <> 'object' then
     raise exception 'saga.start(%): options must be a json object', p_name using errcode = 'SG400';

@@ -152,6 +152,8 @@ describe("saga.start from SQL", () => {
     expect((await sqlError(`select saga.start('signup', '{}', '{"metadata": [1]}')`)).code).toBe("SG400");
     expect((await sqlError(`select saga.start('signup', '{}', '{"parentId": "nope"}')`)).code).toBe("SG400");
     expect((await sqlError("select saga.start('signup', null)")).code).toBe("SG400");
+    const huge = JSON.stringify({ email: "a@b.co", plan: "free", blob: "x".repeat(1_100_000) });
+    expect((await sqlError("select saga.start('signup', $1::jsonb)", [huge])).code).toBe("SG413");
     const { rows } = await db.pool.query(
       "select count(*)::int as n from saga.instances where name = 'no-such-saga'",
     );
