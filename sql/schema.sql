@@ -83,6 +83,28 @@ begin
   end if;
 end $$;
 
+CREATE TABLE saga.outbox (
+    id bigint NOT NULL,
+    xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
+    saga_id uuid,
+    seq integer,
+    type text NOT NULL,
+    step text,
+    name text,
+    key text,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE FUNCTION saga._event_message(o saga.outbox) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+  select case when octet_length(m::text) < 8000 then m::text
+              else (m - 'payload' || '{"truncated": true}'::jsonb)::text end
+  from (select jsonb_build_object('id', o.id, 'sagaId', o.saga_id, 'seq', o.seq, 'type', o.type, 'step', o.step,
+          'name', o.name, 'key', o.key, 'createdAt', o.created_at, 'payload', o.payload) as m) x
+$$;
+
 CREATE FUNCTION saga._lock(p_id uuid) RETURNS json
     LANGUAGE plpgsql
     AS $$
@@ -92,6 +114,68 @@ begin
     return null;
   end if;
   return saga._state(p_id);
+end $$;
+
+CREATE FUNCTION saga._relay_publish(p_name text, p_epoch bigint, p_limit integer, p_lease_ms integer) RETURNS TABLE(published integer, pending boolean)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_cursor_xid xid8;
+  v_cursor_id bigint;
+  v_messages text[];
+  v_last_xid xid8;
+  v_last_id bigint;
+  v_message text;
+begin
+  -- Read before locking: a row lock takes a transaction id, and ours would then cap the watermark.
+  select s.cursor_xid, s.cursor_id into v_cursor_xid, v_cursor_id
+  from saga.subscriptions s where s.name = p_name and s.epoch = p_epoch;
+  if not found then
+    return query select -1, false;
+    return;
+  end if;
+
+  -- outbox_xid_id_idx: a range scan from the cursor in (xid, id) order, stopped by the watermark and the limit.
+  select array_agg(saga._event_message(b.r) order by b.xid, b.id),
+         (array_agg(b.xid order by b.xid desc, b.id desc))[1],
+         (array_agg(b.id order by b.xid desc, b.id desc))[1]
+  into v_messages, v_last_xid, v_last_id
+  from (select o as r, o.xid, o.id from saga.outbox o
+        where (o.xid, o.id) > (v_cursor_xid, v_cursor_id)
+          and o.xid < pg_snapshot_xmin(pg_current_snapshot())
+        order by o.xid, o.id
+        limit p_limit) b;
+
+  if v_messages is null then
+    -- Idle: renew the lease only once a third of it is spent, so polling does not write every time.
+    update saga.subscriptions s set lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+    where s.name = p_name and s.epoch = p_epoch
+      and (s.lease_expires_at is null or s.lease_expires_at < now() + p_lease_ms * interval '1 millisecond' * 2 / 3);
+    return query select 0, exists (
+      select 1 from saga.outbox o where (o.xid, o.id) > (v_cursor_xid, v_cursor_id));
+    return;
+  end if;
+
+  -- Fence: still our epoch and still the cursor we read (the row lock serializes racing relays).
+  perform 1 from saga.subscriptions s
+  where s.name = p_name and s.epoch = p_epoch and s.cursor_xid = v_cursor_xid and s.cursor_id = v_cursor_id
+  for update;
+  if not found then
+    return query select -1, false;
+    return;
+  end if;
+
+  foreach v_message in array v_messages loop
+    perform pg_notify('saga_events', v_message);
+  end loop;
+
+  update saga.subscriptions s
+  set cursor_xid = v_last_xid, cursor_id = v_last_id, updated_at = now(),
+      lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+  where s.name = p_name and s.epoch = p_epoch;
+
+  return query select cardinality(v_messages), exists (
+    select 1 from saga.outbox o where (o.xid, o.id) > (v_last_xid, v_last_id));
 end $$;
 
 CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
@@ -278,11 +362,6 @@ begin
   if p_input is null or jsonb_typeof(p_input) = 'null' then
     raise exception 'saga.start(%): input is required (pass ''{}''::jsonb for none)', p_name using errcode = 'SG400';
   end if;
-  -- The same ceiling as engine.start()'s default maxPayloadBytes.
-  if octet_length(p_input::text) > 1048576 or octet_length(coalesce(v_options->'metadata', '{}'::jsonb)::text) > 1048576 then
-    raise exception 'saga.start(%): input or metadata is larger than 1 MB; store large data elsewhere and pass a reference',
-      p_name using errcode = 'SG413';
-  end if;
   if jsonb_typeof(v_options) <> 'object' then
     raise exception 'saga.start(%): options must be a json object', p_name using errcode = 'SG400';
   end if;
@@ -359,7 +438,8 @@ CREATE TABLE saga.dead_letters (
     error jsonb NOT NULL,
     attempts integer NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    redriven_at timestamp with time zone
+    redriven_at timestamp with time zone,
+    delivered_at timestamp with time zone
 );
 
 ALTER TABLE saga.dead_letters ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -378,19 +458,6 @@ CREATE TABLE saga.definitions (
     steps jsonb NOT NULL,
     timeout_ms bigint,
     registered_at timestamp with time zone DEFAULT now() NOT NULL
-);
-
-CREATE TABLE saga.outbox (
-    id bigint NOT NULL,
-    xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
-    saga_id uuid,
-    seq integer,
-    type text NOT NULL,
-    step text,
-    name text,
-    key text,
-    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 CREATE VIEW saga.events AS

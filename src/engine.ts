@@ -14,6 +14,8 @@ import { startSaga } from "./sql/start-saga.js";
 import { interrupt } from "./worker/decide.js";
 import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
+import { type EventBus, createEventBus } from "./relay/event-bus.js";
+import type * as relay from "./relay/types.js";
 import { Transition } from "./worker/transition.js";
 import {
   type StartOptions,
@@ -89,6 +91,16 @@ export interface SagaEngine {
   /** `failed` → resumes forward; `compensation_failed` → resumes compensation. */
   retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState }>;
   metrics(options?: { name?: string }): Promise<SagaMetrics>;
+  /** Delivers events to `handler`: durable (at least once, with `durable: name`) or LISTEN-only (at most once). */
+  subscribe(filter: relay.EventFilter, handler: relay.EventHandler, options?: relay.SubscribeOptions): relay.Subscription;
+  /** Writes application events into the outbox; with `client`, inside the caller's open transaction. */
+  publish(events: relay.AppEvent | readonly relay.AppEvent[], options?: { client?: unknown }): Promise<{ ids: number[] }>;
+  /** A durable subscription's dead letters, oldest first (without `includeDelivered`: those not redelivered). */
+  deadLetters(subscription: string, options?: { includeDelivered?: boolean; limit?: number }): Promise<relay.DeadLetter[]>;
+  /** Queues dead letters for redelivery by their subscription's consumer: one by id, or all of a subscription. */
+  redrive(target: number | { subscription: string }): Promise<{ redriven: number }>;
+  /** A durable subscription's counters in this process and its lag; null for an unknown name. */
+  subscriptionMetrics(name: string): Promise<relay.SubscriptionMetrics | null>;
   /** Database, migrations, live workers and the versions they serve, relay lag, dead letters. Never throws. */
   health(options?: HealthOptions): Promise<HealthReport>;
   /** Runs a worker in this process for the engine's sagas. */
@@ -131,6 +143,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const guard = (p: pg.Pool) => p.on("error", onPoolError).on("connect", onConnect);
   guard(pool);
   const workers = new Set<{ worker: SagaWorker; pool: pg.Pool | null }>();
+  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
   let closed = false;
 
   const alive = () => {
@@ -252,6 +265,27 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       return checkHealth(pool, healthOptions);
     },
 
+    subscribe(filter, handler, subscribeOptions) {
+      alive();
+      return bus.subscribe(filter, handler, subscribeOptions);
+    },
+    async publish(events, publishOptions) {
+      alive();
+      return bus.publish(events, publishOptions);
+    },
+    async deadLetters(subscription, listOptions) {
+      alive();
+      return bus.deadLetters(subscription, listOptions);
+    },
+    async redrive(target) {
+      alive();
+      return bus.redrive(target);
+    },
+    async subscriptionMetrics(name) {
+      alive();
+      return bus.subscriptionMetrics(name);
+    },
+
     async runWorker(workerOptions = {}) {
       alive();
       const concurrency = workerOptions.concurrency ?? 10;
@@ -270,7 +304,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           connection,
           config.sagas,
           logger,
-          workerOptions,
+          { retention: options.retention, ...workerOptions },
           () => engine.health(),
         );
         const entry = { worker, pool: workerPool };
@@ -301,6 +335,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         }),
       );
       workers.clear();
+      await bus.close();
       pool.off("error", onPoolError).off("connect", onConnect);
       if (ownPool) await pool.end();
     },

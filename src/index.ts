@@ -33,3 +33,15 @@ export type { Executor, QueryResult } from "./executor.js";
 export type { Logger } from "./logger.js";
 export type { MetricsOptions, WorkerMetricsHandle } from "./observability/worker-observability.js";
 export type { Duration } from "./duration.js";
+export type {
+  AppEvent,
+  DeadLetter,
+  EventFilter,
+  EventHandler,
+  RelayOptions,
+  RetentionOptions,
+  SagaEvent,
+  SubscribeOptions,
+  Subscription,
+  SubscriptionMetrics,
+} from "./relay/types.js";

@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { AnySaga } from "./definition.js";
 import { SagaError } from "./errors.js";
 import type { Logger } from "./logger.js";
+import type { RetentionOptions } from "./relay/types.js";
 import { parseTraceparent } from "./observability/tracing.js";
 import type { InstanceRow, ListFilter } from "./sql/read-sagas.js";
 import type { SagaState } from "./sql/lock-instance.js";
@@ -17,6 +18,8 @@ export interface EngineOptions {
   maxPayloadBytes?: number;
   /** Connections of the engine's own pool (not the worker's). Default 10. */
   poolSize?: number;
+  /** What this engine's workers delete from the outbox and saga tables (see RetentionOptions). */
+  retention?: RetentionOptions | undefined;
 }
 
 /** Options of `engine.start()`. */

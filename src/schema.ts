@@ -148,7 +148,10 @@ export const deadLetters = sagaSchema.table(
     error: jsonb("error").notNull(),
     attempts: integer("attempts").notNull(),
     createdAt: tstz("created_at").notNull().defaultNow(),
+    /** When `redrive()` asked for it again; cleared if that delivery fails too. */
     redrivenAt: tstz("redriven_at"),
+    /** When a redrive delivered it: the row stays as history. */
+    deliveredAt: tstz("delivered_at"),
   },
   (t) => [index("dead_letters_subscription_idx").on(t.subscription, t.id)],
 );

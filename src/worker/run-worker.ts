@@ -14,6 +14,9 @@ import {
   type WorkerMetricsHandle,
   observeWorker,
 } from "../observability/worker-observability.js";
+import { resolveRelay, resolveRetention } from "../relay/options.js";
+import { type Relay, startRelay } from "../relay/relay.js";
+import type { RelayOptions, RetentionOptions } from "../relay/types.js";
 import { AbortError } from "./call-handler.js";
 import type { Claim } from "./decide.js";
 import { reap } from "./reaper.js";
@@ -38,6 +41,10 @@ export interface WorkerOptions {
    * const worker = await engine.runWorker({ metrics: { port: 9464 } }); // curl localhost:9464/metrics
    */
   metrics?: MetricsOptions;
+  /** The outbox relay this worker runs (one worker per database is active). `false`: none here. */
+  relay?: RelayOptions | false;
+  /** Retention, run by the active relay; overrides the engine's `retention`. */
+  retention?: RetentionOptions | undefined;
 }
 
 /** A running worker process's handle. */
@@ -93,6 +100,8 @@ export async function startWorker(
   const deadAfterMs = options.deadWorkerAfter ?? 15_000;
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const byKey = new Map(sagas.map((s) => [`${s.name}@${s.version}`, s]));
+  const relayOptions = options.relay === false ? null : resolveRelay(options.relay);
+  const retention = resolveRetention(options.retention);
   await registerDefinitions(pool, sagas);
   await pool.query("insert into saga.workers (id, hostname, pid, sagas) values ($1, $2, $3, $4)", [
     id,
@@ -161,6 +170,7 @@ export async function startWorker(
 
   let runner: Runner;
   let subscriber: Subscriber | undefined;
+  let relay: Relay | null = null;
   try {
     await observed.listen();
     runner = await run({
@@ -171,13 +181,11 @@ export async function startWorker(
       taskList,
       logger: quietWorkerLogger,
       events,
-      // A saga is one job however many steps it has, so graphile-worker's own commits (get_job, complete_job)
-      // are a large share of each saga's: fetch up to `concurrency` jobs per get_job and complete the jobs
-      // that finish in the same tick in one statement (docs/performance.md). A job completed late by a crash
-      // only runs its saga again, which finds nothing to do; the reaper unlocks jobs held by the pool's id.
-      preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
     });
     subscriber = await listenForControl(connection, active, logger);
+    if (relayOptions) relay = startRelay({ connection, pool, logger, relay: relayOptions, retention });
+    // A finished job committed outbox rows: wake the active relay now rather than at its next poll.
+    events.on("job:complete", () => relay?.hint());
   } catch (err) {
     await observed.close();
     await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
@@ -230,6 +238,7 @@ export async function startWorker(
         clearTimeout(grace);
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
+        await relay?.stop();
         await subscriber?.close().catch(() => {});
         await observed.close();
         await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});

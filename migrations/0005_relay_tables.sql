@@ -1,0 +1,1 @@
+ALTER TABLE "saga"."dead_letters" ADD COLUMN "delivered_at" timestamp with time zone;
