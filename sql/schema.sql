@@ -362,6 +362,11 @@ begin
   if p_input is null or jsonb_typeof(p_input) = 'null' then
     raise exception 'saga.start(%): input is required (pass ''{}''::jsonb for none)', p_name using errcode = 'SG400';
   end if;
+  -- The same ceiling as engine.start()'s default maxPayloadBytes.
+  if octet_length(p_input::text) > 1048576 or octet_length(coalesce(v_options->'metadata', '{}'::jsonb)::text) > 1048576 then
+    raise exception 'saga.start(%): input or metadata is larger than 1 MB; store large data elsewhere and pass a reference',
+      p_name using errcode = 'SG413';
+  end if;
   if jsonb_typeof(v_options) <> 'object' then
     raise exception 'saga.start(%): options must be a json object', p_name using errcode = 'SG400';
   end if;
