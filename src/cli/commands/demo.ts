@@ -44,7 +44,8 @@ export async function demoCommand(cli: Cli): Promise<void> {
   const engine = createSagaEngine({
     connectionString: database.url,
     sagas: [demoSaga],
-    logger: cli.logger(),
+    // A declined card is the point of the demo, not a warning.
+    logger: cli.logger("error"),
   });
   const results: { id: string; state: string; error: unknown }[] = [];
   try {
@@ -86,7 +87,8 @@ export async function demoCommand(cli: Cli): Promise<void> {
       await worker.stop();
     }
     if (cli.json) cli.line(JSON.stringify({ sagas: results }));
-    else cli.line(cli.c.dim(`\nlook closer: pg-saga show ${results[1]?.id ?? ""}`));
+    // The embedded database is gone once the demo ends: only a given one can be looked at afterwards.
+    else if (given) cli.line(cli.c.dim(`\nlook closer: pg-saga show ${results[1]?.id ?? ""}`));
   } finally {
     await engine.close();
     await database.stop();
