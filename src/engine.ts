@@ -142,7 +142,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const onConnect = (client: pg.PoolClient) => client.on("error", onPoolError);
   const guard = (p: pg.Pool) => p.on("error", onPoolError).on("connect", onConnect);
   guard(pool);
-  const workers = new Set<{ worker: SagaWorker; pool: pg.Pool | null }>();
+  // Running workers started by this engine, each by its idempotent stop.
+  const workers = new Set<() => Promise<void>>();
   const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
   let closed = false;
 
@@ -307,17 +308,20 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           { retention: options.retention, ...workerOptions },
           () => engine.health(),
         );
-        const entry = { worker, pool: workerPool };
-        workers.add(entry);
+        let stopped: Promise<void> | undefined;
+        // Idempotent: every caller (and close()) waits for the same shutdown.
+        const stop = (stopOptions?: { timeoutMs?: number }) =>
+          (stopped ??= (async () => {
+            workers.delete(stop);
+            await worker.stop(stopOptions);
+            await workerPool?.end();
+          })());
+        workers.add(stop);
         return {
           id: worker.id,
           stats: worker.stats,
           metrics: worker.metrics,
-          async stop(stopOptions) {
-            workers.delete(entry);
-            await worker.stop(stopOptions);
-            await workerPool?.end();
-          },
+          stop,
         };
       } catch (err) {
         await workerPool?.end();
@@ -328,13 +332,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     async close() {
       if (closed) return;
       closed = true;
-      await Promise.all(
-        [...workers].map(async ({ worker, pool: p }) => {
-          await worker.stop();
-          await p?.end();
-        }),
-      );
-      workers.clear();
+      await Promise.all([...workers].map((stop) => stop()));
       await bus.close();
       pool.off("error", onPoolError).off("connect", onConnect);
       if (ownPool) await pool.end();

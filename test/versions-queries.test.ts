@@ -56,6 +56,8 @@ describe("definition versions", () => {
       try {
         expect((await starter.waitFor(id)).result).toEqual({ n: 3, fail: false, v: 3 });
       } finally {
+        // stop() is idempotent: a second call (and close() after it) waits for the same shutdown.
+        await Promise.all([worker.stop(), worker.stop()]);
         await worker.stop();
       }
     } finally {
