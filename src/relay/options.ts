@@ -43,7 +43,7 @@ const DEFAULTS = Object.freeze({
   leaseMs: 15_000,
   pollMs: 1_000,
   relayBatchSize: 200,
-  relayPollMs: 250,
+  relayPollMs: 100,
   relayLeaseMs: 10_000,
   retentionEventsMs: 7 * 86_400_000,
   retentionIntervalMs: 60_000,

@@ -110,7 +110,7 @@ export interface DeadLetter {
 export interface RelayOptions {
   /** Events per NOTIFY transaction. Default 200. */
   batchSize?: number;
-  /** How often the outbox is read when no hint arrives. Default 250 ms. */
+  /** How often the outbox is read when no hint arrives (a commit inside your own transaction sends none). Default 100 ms. */
   pollInterval?: Duration;
   /** How long the active relay's lease lasts without renewal; another worker takes over after. Default 10 s. */
   lease?: Duration;
