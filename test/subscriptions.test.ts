@@ -282,6 +282,12 @@ describe("subscriptions", () => {
     try {
       await waitUntil("fast caught up", () => fast.length === 30);
       await waitUntil(
+        "fast committed",
+        async () =>
+          (await count("select cursor_id::int as n from saga.subscriptions where name = 'ret-fast'")) ===
+          ids[29],
+      );
+      await waitUntil(
         "slow committed its first batch",
         async () =>
           (await count("select cursor_id::int as n from saga.subscriptions where name = 'ret-slow'")) ===
