@@ -243,6 +243,7 @@ describe("subscriptions", () => {
         expect(trail.every((e) => e.name === "ship")).toBe(true);
       }
       expect(new Set(live.map((e) => e.sagaId))).toEqual(new Set(ids));
+      await waitUntil("cursor committed", async () => (await a.metrics()).lagMs === 0);
       const m = await a.metrics();
       expect(m).toMatchObject({ delivered: durable.length, failed: 0, lagMs: 0 });
       expect(m.batches).toBeGreaterThan(0);
