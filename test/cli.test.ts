@@ -253,3 +253,24 @@ describe("pg-saga CLI", () => {
     ]);
   });
 });
+
+describe("pg-saga CLI internals", () => {
+  it("parses ages and dates for --since/--until, and refuses anything else with a usage error", async () => {
+    const { parseTime } = await import("../src/cli/commands/read.js");
+    expect(Math.abs(parseTime("15m", "--since").getTime() - (Date.now() - 15 * 60_000))).toBeLessThan(1_000);
+    expect(parseTime("2026-01-02T03:04:05Z", "--until").toISOString()).toBe("2026-01-02T03:04:05.000Z");
+    expect(() => parseTime("yesterday", "--since")).toThrow(
+      expect.objectContaining({ code: "INVALID_OPTIONS", exitCode: 2 }),
+    );
+  });
+
+  it("loads the saga definitions a module exports and refuses a module without any", async () => {
+    const { loadSagas } = await import("../src/cli/commands/worker.js");
+    const sagas = await loadSagas(["test/fixtures/cli-sagas.ts", "./test/fixtures/cli-sagas.ts"], ROOT);
+    expect(sagas.map((s) => `${s.name}@${s.version}`)).toEqual(["cli-order@1"]);
+    await expect(loadSagas(["test/helpers/database.ts"], ROOT)).rejects.toMatchObject({ code: "NO_SAGAS" });
+    await expect(loadSagas(["test/fixtures/nope.ts"], ROOT)).rejects.toMatchObject({
+      code: "MODULE_NOT_FOUND",
+    });
+  });
+});
