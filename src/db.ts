@@ -27,10 +27,57 @@ export function isTransientDbError(err: unknown): boolean {
       if (code.length === 5 && TRANSIENT_SQLSTATE_CLASSES.has(code.slice(0, 2)) && code !== "57014")
         return true;
     }
-    // node-postgres reports a connection that went away without a code.
-    if (e instanceof Error && /^Connection terminated/.test(e.message)) return true;
+    // node-postgres reports a connection that went away, or a client left broken by it, without a code.
+    if (e instanceof Error && /^Connection terminated|connection error and is not queryable/.test(e.message))
+      return true;
   }
   return false;
+}
+
+let guards = 0;
+let guardLogger: { warn(message: string, fields?: Record<string, unknown>): void } | undefined;
+// graphile-worker's own frames: the library leaves some of its writes unawaited (see below).
+const GRAPHILE_FRAME = /[\\/]graphile-worker[\\/]/;
+const onUnhandledRejection = (reason: unknown) => {
+  const fromGraphile = reason instanceof Error && GRAPHILE_FRAME.test(reason.stack ?? "");
+  if (isTransientDbError(reason) || fromGraphile) {
+    guardLogger?.warn(
+      "a database write outside the engine failed on a lost connection; the reaper recovers it",
+      {
+        error: String(reason),
+        code: (reason as { code?: unknown } | null)?.code,
+      },
+    );
+    return;
+  }
+  // Not ours: behave as if no handler were installed, unless the application has one of its own.
+  if (process.listenerCount("unhandledRejection") > 1) return;
+  throw reason;
+};
+
+/**
+ * graphile-worker 0.17 does not await some of its own writes (failing a job; returning its local queue's jobs
+ * when its pool shuts down): when Postgres goes away at that moment the rejection is unhandled and Node ends
+ * the process. While a worker runs, a rejection that is a connection error or comes from graphile-worker is
+ * logged instead (the jobs stay locked; the reaper and the runner's supervisor unlock them); any other
+ * rejection still ends the process as it would have. Returns the uninstaller; nested installs are counted.
+ *
+ * @example
+ * const release = guardConnectionRejections(logger);
+ * // … run the worker …
+ * release();
+ */
+export function guardConnectionRejections(logger: {
+  warn(message: string, fields?: Record<string, unknown>): void;
+}): () => void {
+  guardLogger = logger;
+  if (guards++ === 0) process.on("unhandledRejection", onUnhandledRejection);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--guards === 0) process.off("unhandledRejection", onUnhandledRejection);
+  };
 }
 
 export function sqlState(err: unknown): string | undefined {
@@ -47,7 +94,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function withTransaction<T>(
   pool: pg.Pool,
   fn: (db: pg.PoolClient & Executor) => Promise<T>,
-  retries = 5,
+  retries = 10,
 ): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     let client: pg.PoolClient | undefined;

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { AnySaga } from "../definition.js";
-import { withTransaction } from "../db.js";
+import { sqlState, withTransaction } from "../db.js";
+import type { Executor } from "../executor.js";
 import { lockInstance } from "../sql/lock-instance.js";
 import { type Claim, type DecideEnv, lostError, recordFailure } from "./decide.js";
 import { Transition } from "./transition.js";
@@ -24,6 +25,22 @@ delete from saga.workers
 where heartbeat_at < now() - $1 * interval '1 millisecond'
 returning id, job_worker_ids`;
 
+// Served by steps_lease_owner_idx. Leases this worker holds on steps it is not running.
+const OWN_LEASES_SQL = `
+select s.saga_id, s.index, s.status, s.attempt, s.compensation_attempt, s.lease_owner
+from saga.steps s
+where s.lease_owner = $1
+limit 100`;
+
+// A job of this worker's graphile-worker pool still locked although no local worker runs it: its completion
+// or failure could not be written (Postgres went away at that moment). Without this it stays locked 4 hours.
+// Served by graphile-worker's jobs primary key scan over the (few) locked jobs.
+const OWN_STALE_JOBS_SQL = `
+update graphile_worker._private_jobs j set locked_by = null, locked_at = null
+where j.locked_by = any($1::text[]) and not (j.id = any($2::bigint[]))
+  and j.locked_at < now() - $3 * interval '1 millisecond'
+returning j.id`;
+
 interface Orphan {
   saga_id: string;
   index: number;
@@ -43,44 +60,122 @@ export async function reap(
   sagas: ReadonlyMap<string, AnySaga>,
   deadAfterMs: number,
 ): Promise<{ steps: number; workers: number }> {
-  const orphans = await withTransaction(pool, async (db) => {
-    const { rows } = await db.query<{ ok: boolean }>("select pg_try_advisory_xact_lock($1) as ok", [
-      REAPER_LOCK,
-    ]);
-    if (!rows[0]?.ok) return null;
-    const dead = await db.query<{ id: string; job_worker_ids: string[] }>(DEAD_WORKERS_SQL, [deadAfterMs]);
-    const jobWorkerIds = dead.rows.flatMap((r) => r.job_worker_ids);
-    if (jobWorkerIds.length > 0)
-      await db.query("select graphile_worker.force_unlock_workers($1::text[])", [jobWorkerIds]);
-    const found = await db.query<Orphan>(ORPHANS_SQL, [deadAfterMs, [...sagas.keys()]]);
-    return { steps: found.rows, workers: dead.rowCount ?? 0 };
-  });
+  // Few retries: the reaper runs again at its next interval, and a stalled round would hold up the next.
+  const orphans = await withTransaction(
+    pool,
+    async (db) => {
+      const { rows } = await db.query<{ ok: boolean }>("select pg_try_advisory_xact_lock($1) as ok", [
+        REAPER_LOCK,
+      ]);
+      if (!rows[0]?.ok) return null;
+      const dead = await db.query<{ id: string; job_worker_ids: string[] }>(DEAD_WORKERS_SQL, [deadAfterMs]);
+      const jobWorkerIds = dead.rows.flatMap((r) => r.job_worker_ids);
+      if (jobWorkerIds.length > 0)
+        await db.query("select graphile_worker.force_unlock_workers($1::text[])", [jobWorkerIds]);
+      const found = await db.query<Orphan>(ORPHANS_SQL, [deadAfterMs, [...sagas.keys()]]);
+      return { steps: found.rows, workers: dead.rowCount ?? 0 };
+    },
+    1,
+  );
   if (!orphans) return { steps: 0, workers: 0 };
 
   let steps = 0;
-  for (const orphan of orphans.steps) {
-    const recovered = await withTransaction(pool, async (db) => {
-      const saga = await lockInstance(db, orphan.saga_id);
-      const def = saga && sagas.get(`${saga.name}@${saga.version}`);
-      if (!saga || !def) return false;
-      const t = new Transition(saga);
-      const row = t.step(orphan.index);
-      const step = def.steps[orphan.index];
-      if (!row || !step || row.lease_owner !== orphan.lease_owner) return false;
-      const kind: Claim["kind"] = row.status === "running" ? "execute" : "compensate";
-      const attempt = kind === "execute" ? row.attempt : row.compensation_attempt;
-      const env: DecideEnv = { workerId: orphan.lease_owner, leaseMs: () => 0, isActive: () => false };
-      if (!recordFailure(t, def, env, { kind, index: row.index, attempt, step }, lostError(), "lost"))
-        return false;
-      t.job(
-        kind === "compensate" && def.compensation.concurrent
-          ? { id: saga.id, step: row.index }
-          : { id: saga.id },
-      );
-      await t.flush(db);
-      return true;
-    });
-    if (recovered) steps++;
-  }
+  for (const orphan of orphans.steps) if (await recoverStep(pool, sagas, orphan)) steps++;
   return { steps, workers: orphans.workers };
+}
+
+/** What {@link reapOwn} needs to know about the worker that runs it. */
+export interface ReaperSelf {
+  workerId: string;
+  /** Whether this process runs the step right now. */
+  isActive: (sagaId: string, kind: Claim["kind"], index: number) => boolean;
+  /** The graphile-worker pool ids jobs of this worker are locked under. */
+  jobPoolIds: readonly string[];
+  /** Ids of the jobs this worker's graphile-worker runs right now. */
+  activeJobIds: () => string[];
+}
+
+/**
+ * Recovers what this live worker lost track of after a database error: leases it holds on steps it is not
+ * running (the record transaction failed after its retries), and its own jobs left locked because their
+ * completion could not be written. Both would otherwise wait for graphile-worker's 4-hour lock expiry.
+ *
+ * @example
+ * await reapOwn(pool, sagasByKey, { workerId, isActive, jobPoolIds: [poolId], activeJobIds: () => [] });
+ */
+export async function reapOwn(
+  pool: pg.Pool,
+  sagas: ReadonlyMap<string, AnySaga>,
+  self: ReaperSelf,
+  staleJobMs = 5_000,
+): Promise<{ steps: number; jobs: number }> {
+  const { rows } = await pool.query<Orphan>(OWN_LEASES_SQL, [self.workerId]);
+  let steps = 0;
+  for (const lease of rows) {
+    const kind: Claim["kind"] = lease.status === "compensating" ? "compensate" : "execute";
+    if (self.isActive(lease.saga_id, kind, lease.index)) continue;
+    if (await recoverStep(pool, sagas, lease, self)) steps++;
+  }
+  let jobs = 0;
+  if (self.jobPoolIds.length > 0) {
+    const unlocked = await pool.query(OWN_STALE_JOBS_SQL, [
+      [...self.jobPoolIds],
+      self.activeJobIds(),
+      staleJobMs,
+    ]);
+    jobs = unlocked.rowCount ?? 0;
+  }
+  return { steps, jobs };
+}
+
+/**
+ * Writes one leased attempt off as lost and queues a job for its saga. Under a short lock timeout: a worker
+ * paused inside a transactional step holds the instance lock, and must not stall the recovery of the rest.
+ */
+async function recoverStep(
+  pool: pg.Pool,
+  sagas: ReadonlyMap<string, AnySaga>,
+  orphan: Orphan,
+  self?: ReaperSelf,
+): Promise<boolean> {
+  try {
+    return await withTransaction(
+      pool,
+      async (db) => {
+        await db.query("set local lock_timeout = 2000");
+        return recoverLocked(db, sagas, orphan, self);
+      },
+      0,
+    );
+  } catch (err) {
+    if (sqlState(err) === "55P03") return false; // locked by a live transaction: next round
+    throw err;
+  }
+}
+
+async function recoverLocked(
+  db: pg.PoolClient & Executor,
+  sagas: ReadonlyMap<string, AnySaga>,
+  orphan: Orphan,
+  self?: ReaperSelf,
+): Promise<boolean> {
+  const saga = await lockInstance(db, orphan.saga_id);
+  const def = saga && sagas.get(`${saga.name}@${saga.version}`);
+  if (!saga || !def) return false;
+  const t = new Transition(saga);
+  const row = t.step(orphan.index);
+  const step = def.steps[orphan.index];
+  if (!row || !step || row.lease_owner !== orphan.lease_owner) return false;
+  const kind: Claim["kind"] = row.status === "running" ? "execute" : "compensate";
+  // Checked again under the lock: a claim of ours is tracked before its commit.
+  if (self?.isActive(saga.id, kind, row.index)) return false;
+  const attempt = kind === "execute" ? row.attempt : row.compensation_attempt;
+  const env: DecideEnv = { workerId: orphan.lease_owner, leaseMs: () => 0, isActive: () => false };
+  if (!recordFailure(t, def, env, { kind, index: row.index, attempt, step }, lostError(), "lost"))
+    return false;
+  t.job(
+    kind === "compensate" && def.compensation.concurrent ? { id: saga.id, step: row.index } : { id: saga.id },
+  );
+  await t.flush(db);
+  return true;
 }

@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { type Runner, type TaskList, type WorkerEvents, type WorkerPool, run } from "graphile-worker";
 import type pg from "pg";
 import type { AnySaga, StepDefinition } from "../definition.js";
+import { guardConnectionRejections } from "../db.js";
 import { SagaError } from "../errors.js";
 import { type Subscriber, createListener } from "../listen.js";
 import type { Logger } from "../logger.js";
@@ -14,12 +15,9 @@ import {
   type WorkerMetricsHandle,
   observeWorker,
 } from "../observability/worker-observability.js";
-import { resolveRelay, resolveRetention } from "../relay/options.js";
-import { type Relay, startRelay } from "../relay/relay.js";
-import type { RelayOptions, RetentionOptions } from "../relay/types.js";
 import { AbortError } from "./call-handler.js";
 import type { Claim } from "./decide.js";
-import { reap } from "./reaper.js";
+import { reap, reapOwn } from "./reaper.js";
 import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
 
 export interface WorkerOptions {
@@ -41,10 +39,6 @@ export interface WorkerOptions {
    * const worker = await engine.runWorker({ metrics: { port: 9464 } }); // curl localhost:9464/metrics
    */
   metrics?: MetricsOptions;
-  /** The outbox relay this worker runs (one worker per database is active). `false`: none here. */
-  relay?: RelayOptions | false;
-  /** Retention, run by the active relay; overrides the engine's `retention`. */
-  retention?: RetentionOptions | undefined;
 }
 
 /** A running worker process's handle. */
@@ -100,8 +94,6 @@ export async function startWorker(
   const deadAfterMs = options.deadWorkerAfter ?? 15_000;
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const byKey = new Map(sagas.map((s) => [`${s.name}@${s.version}`, s]));
-  const relayOptions = options.relay === false ? null : resolveRelay(options.relay);
-  const retention = resolveRetention(options.retention);
   await registerDefinitions(pool, sagas);
   await pool.query("insert into saga.workers (id, hostname, pid, sagas) values ($1, $2, $3, $4)", [
     id,
@@ -159,10 +151,19 @@ export async function startWorker(
   const events = new EventEmitter() as WorkerEvents;
   events.on("pool:create", ({ workerPool: created }) => {
     workerPool = created;
+    // graphile-worker 0.17 locks jobs under the pool's id (locked_by), not each worker's.
+    jobWorkerIds.push(created.id);
   });
   events.on("worker:create", ({ worker }) => {
     jobWorkerIds.push(worker.workerId);
   });
+  // Jobs this process holds (in graphile-worker's local queue or running): a job locked by this pool and not
+  // among them was left behind by a completion that could not be written.
+  const heldJobs = new Set<string>();
+  events.on("localQueue:getJobs:complete", ({ jobs }) => jobs.forEach((j) => heldJobs.add(j.id)));
+  events.on("localQueue:returnJobs", ({ jobs }) => jobs.forEach((j) => heldJobs.delete(j.id)));
+  events.on("job:start", ({ job }) => heldJobs.add(job.id));
+  events.on("job:complete", ({ job }) => heldJobs.delete(job.id));
   const taskList: TaskList = {};
   for (const def of sagas) {
     taskList[sagaTask(def)] = async (payload) => runSagaJob(env, def, payload as SagaJobPayload);
@@ -170,10 +171,9 @@ export async function startWorker(
 
   let runner: Runner;
   let subscriber: Subscriber | undefined;
-  let relay: Relay | null = null;
-  try {
-    await observed.listen();
-    runner = await run({
+  const releaseGuard = guardConnectionRejections(logger);
+  const startRunner = () =>
+    run({
       pgPool: pool,
       concurrency,
       noHandleSignals: true,
@@ -181,16 +181,53 @@ export async function startWorker(
       taskList,
       logger: quietWorkerLogger,
       events,
+      // A saga is one job however many steps it has, so graphile-worker's own commits (get_job, complete_job)
+      // are a large share of each saga's: fetch up to `concurrency` jobs per get_job and complete the jobs
+      // that finish in the same tick in one statement (docs/performance.md). A job completed late by a crash
+      // only runs its saga again, which finds nothing to do; the reaper unlocks jobs held by the pool's id.
+      preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
     });
+  try {
+    await observed.listen();
+    runner = await startRunner();
     subscriber = await listenForControl(connection, active, logger);
-    if (relayOptions) relay = startRelay({ connection, pool, logger, relay: relayOptions, retention });
-    // A finished job committed outbox rows: wake the active relay now rather than at its next poll.
-    events.on("job:complete", () => relay?.hint());
   } catch (err) {
+    releaseGuard();
     await observed.close();
     await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
     throw err;
   }
+
+  // graphile-worker shuts its pool down when it cannot write a batch of job completions (Postgres went away at
+  // that moment). A worker must never wedge: it starts a new pool, with backoff, and unlocks the old pool's jobs.
+  const supervise = (current: Runner) => {
+    const restart = async (reason: unknown) => {
+      if (stopping || current !== runner) return;
+      const retired = workerPool?.id;
+      logger.warn("job runner stopped on its own; starting a new one", { reason: String(reason) });
+      for (let delay = 250; !stopping; delay = Math.min(delay * 2, 5_000)) {
+        try {
+          const next = await startRunner();
+          runner = next;
+          supervise(next);
+          if (stopping) await next.stop().catch(() => {});
+          if (retired)
+            await pool
+              .query("select graphile_worker.force_unlock_workers($1::text[])", [[retired]])
+              .catch(() => {});
+          return;
+        } catch (err) {
+          logger.warn("job runner could not start; will try again", { error: String(err), retryInMs: delay });
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+    };
+    current.promise.then(
+      () => restart("the pool exited"),
+      (err: unknown) => restart(err),
+    );
+  };
+  supervise(runner);
 
   const every = (ms: number, task: () => Promise<void>) => {
     let running = false;
@@ -207,15 +244,39 @@ export async function startWorker(
     }, ms);
     timers.add(timer);
   };
+  // After an outage (or a pause of this process) every heartbeat is stale: reap dead workers only once the
+  // others have had two heartbeats' time to show they are alive.
+  let troubleAt = performance.now();
+  let lastBeat = performance.now();
   every(heartbeatMs, async () => {
     // A worker presumed dead (paused past the threshold) comes back with a new row: its old leases are gone.
-    await pool.query(
-      `insert into saga.workers (id, hostname, pid, sagas, job_worker_ids) values ($1, $2, $3, $4, $5)
+    await pool
+      .query(
+        `insert into saga.workers (id, hostname, pid, sagas, job_worker_ids) values ($1, $2, $3, $4, $5)
        on conflict (id) do update set heartbeat_at = now(), job_worker_ids = excluded.job_worker_ids`,
-      [id, hostname(), process.pid, JSON.stringify([...byKey.keys()]), jobWorkerIds],
-    );
+        [id, hostname(), process.pid, JSON.stringify([...byKey.keys()]), jobWorkerIds],
+      )
+      .then(
+        () => {
+          if (performance.now() - lastBeat > 2 * heartbeatMs) troubleAt = performance.now();
+          lastBeat = performance.now();
+        },
+        (err: unknown) => {
+          troubleAt = performance.now();
+          throw err;
+        },
+      );
   });
   every(options.reapInterval ?? 5_000, async () => {
+    const own = await reapOwn(pool, byKey, {
+      workerId: id,
+      isActive: env.isActive,
+      jobPoolIds: workerPool ? [workerPool.id] : [],
+      activeJobIds: () => [...heldJobs],
+    });
+    if (own.steps > 0 || own.jobs > 0)
+      logger.info("recovered work this worker lost to a database error", own);
+    if (performance.now() - troubleAt < 2 * heartbeatMs) return;
     const result = await reap(pool, byKey, deadAfterMs);
     stats.reaped += result.steps;
     if (result.steps > 0 || result.workers > 0) logger.info("recovered work of dead workers", result);
@@ -233,15 +294,16 @@ export async function startWorker(
           controller.abort(new AbortError("WORKER_SHUTDOWN", "worker shutting down"));
       }, timeoutMs);
       try {
-        await runner.stop();
+        // A runner that died on its own is already stopped.
+        await runner.stop().catch((err: unknown) => logger.debug("runner stop", { error: String(err) }));
       } finally {
         clearTimeout(grace);
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
-        await relay?.stop();
         await subscriber?.close().catch(() => {});
         await observed.close();
         await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
+        releaseGuard();
       }
     },
   };
