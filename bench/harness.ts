@@ -123,14 +123,23 @@ export function countQueries(): void {
     const text = typeof first === "string" ? first : (first as { text?: string } | null)?.text;
     if (typeof text !== "string") return original.apply(this, args);
     const key = queries.note(text);
+    if (!queries.timing) return original.apply(this, args);
+    const t0 = performance.now();
+    const last = args[args.length - 1];
+    // pg.Pool#query calls the client with a callback; direct client calls get a promise.
+    if (typeof last === "function") {
+      args[args.length - 1] = (...cb: unknown[]) => {
+        queries.time(key, performance.now() - t0);
+        return (last as (...a: unknown[]) => unknown)(...cb);
+      };
+      return original.apply(this, args);
+    }
     const result = original.apply(this, args);
-    if (queries.timing && result instanceof Promise) {
-      const t0 = performance.now();
+    if (result instanceof Promise)
       result.then(
         () => queries.time(key, performance.now() - t0),
         () => {},
       );
-    }
     return result;
   };
 }
