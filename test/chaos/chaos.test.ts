@@ -10,9 +10,11 @@ import { formatSummary, runChaos } from "./harness.js";
 const db = useThrowawayDatabase({ setup: [CALLS_TABLE] });
 const seed = Number(process.env.CHAOS_SEED ?? 20261125);
 
+const lines: string[] = [];
+
 it("kills, a zombie and terminated backends: every saga ends and every invariant holds", async () => {
-  const summary = await runChaos({ url: db.url, durationMs: 30_000, seed });
-  console.info(`chaos (seed ${seed})\n${formatSummary(summary)}`);
+  const summary = await runChaos({ url: db.url, durationMs: 30_000, seed, log: (l) => lines.push(l) });
+  console.info(`chaos (seed ${seed})\n${lines.join("\n")}\n${formatSummary(summary)}`);
   expect(summary.kills).toBeGreaterThanOrEqual(2);
   expect(summary.pauses).toBe(1);
   expect(summary.invariants.filter((i) => !i.ok)).toEqual([]);

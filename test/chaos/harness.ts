@@ -195,19 +195,30 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     }
     const healthy = workers.filter((w) => w.alive && w !== paused);
     if (now >= pauseAt && healthy.length >= 2) {
-      pauseAt = Infinity;
-      const zombie = healthy[rng.int(0, healthy.length - 1)];
-      if (zombie) {
-        summary.pauses++;
-        paused = zombie;
-        log(`SIGSTOP ${zombie.workerId} for ${deadAfterMs + 1_500} ms`);
-        zombie.child.kill("SIGSTOP");
-        background.push(
-          sleep(deadAfterMs + 1_500).then(() => {
-            zombie.child.kill("SIGCONT");
-            paused = null;
-          }),
-        );
+      // Pause the worker holding the most running steps, so there is a late result to fence out.
+      const { rows: leases } = await pool
+        .query<{ owner: string; n: number }>(
+          "select lease_owner as owner, count(*)::int as n from saga.steps where lease_owner = any($1) group by 1",
+          [healthy.map((w) => w.workerId)],
+        )
+        .catch(() => ({ rows: [] as { owner: string; n: number }[] }));
+      const busiest = leases.sort((a, b) => b.n - a.n)[0];
+      const zombie = healthy.find((w) => w.workerId === busiest?.owner);
+      if (zombie || now > started + o.durationMs * 0.8) {
+        pauseAt = Infinity;
+        const target = zombie ?? healthy[0];
+        if (target) {
+          target.child.kill("SIGSTOP");
+          summary.pauses++;
+          paused = target;
+          log(`SIGSTOP ${target.workerId} for ${deadAfterMs + 1_500} ms, holding ${busiest?.n ?? 0} step(s)`);
+          background.push(
+            sleep(deadAfterMs + 1_500).then(() => {
+              target.child.kill("SIGCONT");
+              paused = null;
+            }),
+          );
+        }
       }
     }
     if (now >= nextTerminate) {

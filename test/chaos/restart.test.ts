@@ -9,15 +9,17 @@ import { formatSummary, runChaos } from "./harness.js";
 const db = useThrowawayDatabase({ setup: [CALLS_TABLE] });
 const seed = Number(process.env.CHAOS_SEED ?? 7);
 
+const lines: string[] = [];
+
 it("a Postgres restart mid-run on top of the kills: every saga ends and every invariant holds", async () => {
   const summary = await runChaos({
     url: db.url,
     durationMs: 25_000,
     seed,
     restartPostgres: () => db.server.restart("fast"),
-    log: (line) => console.info(`${new Date().toISOString()} ${line}`),
+    log: (line) => lines.push(`${new Date().toISOString()} ${line}`),
   });
-  console.info(`chaos with restart (seed ${seed})\n${formatSummary(summary)}`);
+  console.info(`chaos with restart (seed ${seed})\n${lines.join("\n")}\n${formatSummary(summary)}`);
   expect(summary.restarts).toBe(1);
   expect(summary.invariants.filter((i) => !i.ok)).toEqual([]);
 }, 240_000);
