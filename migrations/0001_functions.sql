@@ -141,21 +141,24 @@ end $$;
 --> statement-breakpoint
 
 -- A saga as a worker decides from: the instance (with its row version, xmin, which every transition changes)
--- and its step rows. Step outputs are left out: they can be large.
+-- and its step rows. Step outputs are left out: they can be large. plpgsql, not sql: a sql function's body is
+-- parsed and planned again on every call, a plpgsql one keeps its plan per session (this read runs once per
+-- transition; as sql it was a fifth of the server's CPU in the bench, see docs/performance.md).
 create or replace function saga._state(p_id uuid) returns json
-language sql stable as $$
-  select json_build_object(
-    'id', i.id, 'xmin', i.xmin::text, 'name', i.name, 'version', i.version, 'state', i.state,
-    'data', coalesce(i.data, i.input), 'current_step', i.current_step, 'compensation_cause', i.compensation_cause,
-    'seq', i.seq, 'error', i.error,
-    'steps', coalesce((select json_agg(json_build_object(
-        'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
-        'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
-        'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
-        'error', s.error) order by s.index)
-      from saga.steps s where s.saga_id = i.id), '[]'::json))
-  from saga.instances i where i.id = p_id
-$$;
+language plpgsql stable as $$
+begin
+  return (select json_build_object(
+      'id', i.id, 'xmin', i.xmin::text, 'name', i.name, 'version', i.version, 'state', i.state,
+      'data', coalesce(i.data, i.input), 'current_step', i.current_step, 'compensation_cause', i.compensation_cause,
+      'seq', i.seq, 'error', i.error,
+      'steps', coalesce((select json_agg(json_build_object(
+          'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
+          'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
+          'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
+          'error', s.error) order by s.index)
+        from saga.steps s where s.saga_id = i.id), '[]'::json))
+    from saga.instances i where i.id = p_id);
+end $$;
 --> statement-breakpoint
 
 -- Locks a saga's instance row, then reads it with its step rows. Two statements on purpose: a single

@@ -238,20 +238,21 @@ begin
 end $$;
 
 CREATE FUNCTION saga._state(p_id uuid) RETURNS json
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  select json_build_object(
-    'id', i.id, 'xmin', i.xmin::text, 'name', i.name, 'version', i.version, 'state', i.state,
-    'data', coalesce(i.data, i.input), 'current_step', i.current_step, 'compensation_cause', i.compensation_cause,
-    'seq', i.seq, 'error', i.error,
-    'steps', coalesce((select json_agg(json_build_object(
-        'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
-        'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
-        'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
-        'error', s.error) order by s.index)
-      from saga.steps s where s.saga_id = i.id), '[]'::json))
-  from saga.instances i where i.id = p_id
-$$;
+begin
+  return (select json_build_object(
+      'id', i.id, 'xmin', i.xmin::text, 'name', i.name, 'version', i.version, 'state', i.state,
+      'data', coalesce(i.data, i.input), 'current_step', i.current_step, 'compensation_cause', i.compensation_cause,
+      'seq', i.seq, 'error', i.error,
+      'steps', coalesce((select json_agg(json_build_object(
+          'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
+          'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
+          'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
+          'error', s.error) order by s.index)
+        from saga.steps s where s.saga_id = i.id), '[]'::json))
+    from saga.instances i where i.id = p_id);
+end $$;
 
 CREATE FUNCTION saga._task(p_name text, p_version integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
