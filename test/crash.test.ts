@@ -100,7 +100,18 @@ it("kill -9 mid-step: another worker retries the step within deadWorkerAfter plu
     ["WORKER_LOST", "unknown"],
   ]);
   // The dead worker's graphile-worker job was unlocked at once, not after 4 hours, and nothing is left locked.
-  await eventually(async () => ((await lockedJobs()) === 0 ? true : undefined), 10_000, "no locked jobs");
+  await eventually(
+    async () => ((await lockedJobs()) === 0 ? true : undefined),
+    20_000,
+    "no locked jobs",
+  ).catch(async (err: unknown) => {
+    const { rows } = await db.pool.query(
+      "select id, task_identifier, payload, locked_by, locked_at, run_at, attempts from graphile_worker._private_jobs where locked_by is not null",
+    );
+    const w = await db.pool.query("select id, job_worker_ids, heartbeat_at from saga.workers");
+    console.info(JSON.stringify({ victim: victim.workerId, rows, workers: w.rows }));
+    throw err;
+  });
   console.info(`kill -9 mid-step: the step was retried ${recoveredIn} ms after the kill`);
 });
 
@@ -228,7 +239,7 @@ it("kill -9 after the record committed but before graphile-worker marked the job
       );
       return rows[0]?.n === 0 ? true : undefined;
     },
-    20_000,
+    45_000,
     "the unlocked job to run and finish",
   );
   const made = await calls(db.pool, id);

@@ -41,6 +41,16 @@ where j.locked_by = any($1::text[]) and not (j.id = any($2::bigint[]))
   and j.locked_at < now() - $3 * interval '1 millisecond'
 returning j.id`;
 
+// Saga jobs locked by a graphile-worker pool no registered worker owns (a worker killed before its first
+// heartbeat recorded its pool id), and for longer than the dead-worker threshold: nobody will finish them.
+// Saga jobs only: an application's own graphile-worker jobs in the same schema are not ours to touch.
+const UNOWNED_JOBS_SQL = `
+update graphile_worker._private_jobs j set locked_by = null, locked_at = null
+where j.locked_by is not null
+  and j.locked_at < now() - $1 * interval '1 millisecond'
+  and not exists (select 1 from saga.workers w where j.locked_by = any(w.job_worker_ids))
+  and j.task_id in (select t.id from graphile_worker._private_tasks t where t.identifier like 'saga:%')`;
+
 interface Orphan {
   saga_id: string;
   index: number;
@@ -72,6 +82,7 @@ export async function reap(
       const jobWorkerIds = dead.rows.flatMap((r) => r.job_worker_ids);
       if (jobWorkerIds.length > 0)
         await db.query("select graphile_worker.force_unlock_workers($1::text[])", [jobWorkerIds]);
+      await db.query(UNOWNED_JOBS_SQL, [deadAfterMs]);
       const found = await db.query<Orphan>(ORPHANS_SQL, [deadAfterMs, [...sagas.keys()]]);
       return { steps: found.rows, workers: dead.rowCount ?? 0 };
     },
