@@ -15,6 +15,9 @@ import {
   type WorkerMetricsHandle,
   observeWorker,
 } from "../observability/worker-observability.js";
+import { resolveRelay, resolveRetention } from "../relay/options.js";
+import { type Relay, startRelay } from "../relay/relay.js";
+import type { RelayOptions, RetentionOptions } from "../relay/types.js";
 import { AbortError } from "./call-handler.js";
 import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
@@ -39,6 +42,10 @@ export interface WorkerOptions {
    * const worker = await engine.runWorker({ metrics: { port: 9464 } }); // curl localhost:9464/metrics
    */
   metrics?: MetricsOptions;
+  /** The outbox relay this worker runs (one worker per database is active). `false`: none here. */
+  relay?: RelayOptions | false;
+  /** Retention, run by the active relay; overrides the engine's `retention`. */
+  retention?: RetentionOptions | undefined;
 }
 
 /** A running worker process's handle. */
@@ -94,6 +101,8 @@ export async function startWorker(
   const deadAfterMs = options.deadWorkerAfter ?? 15_000;
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const byKey = new Map(sagas.map((s) => [`${s.name}@${s.version}`, s]));
+  const relayOptions = options.relay === false ? null : resolveRelay(options.relay);
+  const retention = resolveRetention(options.retention);
   await registerDefinitions(pool, sagas);
   await pool.query("insert into saga.workers (id, hostname, pid, sagas) values ($1, $2, $3, $4)", [
     id,
@@ -171,6 +180,7 @@ export async function startWorker(
 
   let runner: Runner;
   let subscriber: Subscriber | undefined;
+  let relay: Relay | null = null;
   const releaseGuard = guardConnectionRejections(logger);
   const startRunner = () =>
     run({
@@ -191,6 +201,9 @@ export async function startWorker(
     await observed.listen();
     runner = await startRunner();
     subscriber = await listenForControl(connection, active, logger);
+    if (relayOptions) relay = startRelay({ connection, pool, logger, relay: relayOptions, retention });
+    // A finished job committed outbox rows: wake the active relay now rather than at its next poll.
+    events.on("job:complete", () => relay?.hint());
   } catch (err) {
     releaseGuard();
     await observed.close();
@@ -300,6 +313,7 @@ export async function startWorker(
         clearTimeout(grace);
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
+        await relay?.stop();
         await subscriber?.close().catch(() => {});
         await observed.close();
         await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
