@@ -45,3 +45,5 @@ export type {
   Subscription,
   SubscriptionMetrics,
 } from "./relay/types.js";
+export { handleSignals } from "./worker/signals.js";
+export type { SignalOptions } from "./worker/signals.js";
