@@ -73,7 +73,7 @@ export interface WorkerMetrics {
 }
 
 /**
- * Creates the worker's metrics. Metric names are the contract documented in docs/observability.md.
+ * Creates the worker's metrics. Metric names are the contract documented in the README (Observability).
  * @internal
  */
 export function createWorkerMetrics(
