@@ -130,8 +130,9 @@ export async function runTravelExample(url: string, log: Log = () => {}) {
     for (let i = 0; i < 500 && (await engine.get(slow.id))?.steps[2]?.status !== "running"; i++)
       await new Promise((r) => setTimeout(r, 20));
     await engine.cancel(slow.id, "traveller changed their mind");
-    w.slowCars.delete(slow.id);
+    // The car step ends through its aborted ctx.signal, as a handler should: it books nothing after the cancel.
     const cancelled = await settle(engine, slow.id, "trip cancelled while booking the car", log);
+    w.slowCars.delete(slow.id);
 
     log(
       `active bookings: ${w.airline.active} flight(s), ${w.hotels.active} hotel(s), ${w.cars.active} car(s)`,
