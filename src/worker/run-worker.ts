@@ -242,10 +242,11 @@ export async function startWorker(
   };
   supervise(runner);
 
-  const every = (ms: number, task: () => Promise<void>) => {
+  // While stopping, a worker keeps its heartbeat (its running steps are still its own) but reaps no more.
+  const every = (ms: number, task: () => Promise<void>, whileStopping = false) => {
     let running = false;
     const timer = setInterval(() => {
-      if (running || stopping) return;
+      if (running || (stopping && !whileStopping)) return;
       running = true;
       task()
         .catch((err: unknown) =>
@@ -261,25 +262,29 @@ export async function startWorker(
   // others have had two heartbeats' time to show they are alive.
   let troubleAt = performance.now();
   let lastBeat = performance.now();
-  every(heartbeatMs, async () => {
-    // A worker presumed dead (paused past the threshold) comes back with a new row: its old leases are gone.
-    await pool
-      .query(
-        `insert into saga.workers (id, hostname, pid, sagas, job_worker_ids) values ($1, $2, $3, $4, $5)
+  every(
+    heartbeatMs,
+    async () => {
+      // A worker presumed dead (paused past the threshold) comes back with a new row: its old leases are gone.
+      await pool
+        .query(
+          `insert into saga.workers (id, hostname, pid, sagas, job_worker_ids) values ($1, $2, $3, $4, $5)
        on conflict (id) do update set heartbeat_at = now(), job_worker_ids = excluded.job_worker_ids`,
-        [id, hostname(), process.pid, JSON.stringify([...byKey.keys()]), jobWorkerIds],
-      )
-      .then(
-        () => {
-          if (performance.now() - lastBeat > 2 * heartbeatMs) troubleAt = performance.now();
-          lastBeat = performance.now();
-        },
-        (err: unknown) => {
-          troubleAt = performance.now();
-          throw err;
-        },
-      );
-  });
+          [id, hostname(), process.pid, JSON.stringify([...byKey.keys()]), jobWorkerIds],
+        )
+        .then(
+          () => {
+            if (performance.now() - lastBeat > 2 * heartbeatMs) troubleAt = performance.now();
+            lastBeat = performance.now();
+          },
+          (err: unknown) => {
+            troubleAt = performance.now();
+            throw err;
+          },
+        );
+    },
+    true,
+  );
   every(options.reapInterval ?? 5_000, async () => {
     const own = await reapOwn(pool, byKey, {
       workerId: id,
