@@ -6,7 +6,8 @@ import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { migrate } from "./migrate.js";
 import { traceStart } from "./observability/tracing.js";
-import { type InstanceRow, type StepReadRow, getSaga, listSagas } from "./sql/read-sagas.js";
+import { type SagaInstance, toInstance } from "./instance-view.js";
+import { getSaga, listSagas } from "./sql/read-sagas.js";
 import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instance.js";
 import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
 import { type HealthOptions, type HealthReport, checkHealth } from "./health.js";
@@ -29,45 +30,7 @@ import {
 } from "./options.js";
 
 export type { SagaState };
-
-/** A step as `engine.get()` shows it, in step order. */
-export interface SagaStepView {
-  name: string;
-  index: number;
-  status: string;
-  attempt: number;
-  compensationAttempt: number;
-  output: unknown;
-  error: unknown;
-  compensationError: unknown;
-  nextAttemptAt: Date | null;
-  startedAt: Date | null;
-  finishedAt: Date | null;
-  compensationStartedAt: Date | null;
-  compensationFinishedAt: Date | null;
-}
-
-/** A saga instance. `error` is `{ code, message, type, retryable, details?, step? }` or null. */
-export interface SagaInstance {
-  id: string;
-  name: string;
-  version: number;
-  state: SagaState;
-  input: unknown;
-  data: unknown;
-  result: unknown;
-  error: { code: string; message: string; step?: string; [key: string]: unknown } | null;
-  currentStep: number;
-  idempotencyKey: string | null;
-  parentId: string | null;
-  metadata: Record<string, unknown>;
-  deadline: Date | null;
-  nextAttemptAt: Date | null;
-  createdAt: Date;
-  updatedAt: Date;
-  finishedAt: Date | null;
-  steps: SagaStepView[];
-}
+export type { SagaInstance, SagaStepView } from "./instance-view.js";
 
 /** A page of `engine.list()`: an array, plus the cursor of the next page (null on the last). */
 export type SagaPage = Omit<SagaInstance, "steps">[] & { nextCursor: string | null };
@@ -92,11 +55,21 @@ export interface SagaEngine {
   retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState }>;
   metrics(options?: { name?: string }): Promise<SagaMetrics>;
   /** Delivers events to `handler`: durable (at least once, with `durable: name`) or LISTEN-only (at most once). */
-  subscribe(filter: relay.EventFilter, handler: relay.EventHandler, options?: relay.SubscribeOptions): relay.Subscription;
+  subscribe(
+    filter: relay.EventFilter,
+    handler: relay.EventHandler,
+    options?: relay.SubscribeOptions,
+  ): relay.Subscription;
   /** Writes application events into the outbox; with `client`, inside the caller's open transaction. */
-  publish(events: relay.AppEvent | readonly relay.AppEvent[], options?: { client?: unknown }): Promise<{ ids: number[] }>;
+  publish(
+    events: relay.AppEvent | readonly relay.AppEvent[],
+    options?: { client?: unknown },
+  ): Promise<{ ids: number[] }>;
   /** A durable subscription's dead letters, oldest first (without `includeDelivered`: those not redelivered). */
-  deadLetters(subscription: string, options?: { includeDelivered?: boolean; limit?: number }): Promise<relay.DeadLetter[]>;
+  deadLetters(
+    subscription: string,
+    options?: { includeDelivered?: boolean; limit?: number },
+  ): Promise<relay.DeadLetter[]>;
   /** Queues dead letters for redelivery by their subscription's consumer: one by id, or all of a subscription. */
   redrive(target: number | { subscription: string }): Promise<{ redriven: number }>;
   /** A durable subscription's counters in this process and its lag; null for an unknown name. */
@@ -187,7 +160,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const args = checkStart(def, input, startOptions, config.maxPayloadBytes);
       const db: Executor = startOptions.client === undefined ? pool : toExecutor(startOptions.client);
       // The saga.start span's traceparent is stored: every step span of the saga becomes its child.
-      return traceStart(def.name, args.traceContext, (traceContext) => startSaga(db, { ...args, traceContext }));
+      return traceStart(def.name, args.traceContext, (traceContext) =>
+        startSaga(db, { ...args, traceContext }),
+      );
     },
 
     async get(id) {
@@ -339,63 +314,4 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     },
   };
   return engine;
-}
-
-function toInstance(row: InstanceRow, steps: StepReadRow[], def: AnySaga | undefined): SagaInstance {
-  const state = row.state as SagaState;
-  const views: SagaStepView[] = steps.map((s) => ({
-    name: s.name,
-    index: s.index,
-    status: s.status,
-    attempt: s.attempt,
-    compensationAttempt: s.compensation_attempt,
-    output: s.output,
-    error: s.error,
-    compensationError: s.compensation_error,
-    nextAttemptAt: s.next_attempt_at ? new Date(s.next_attempt_at) : null,
-    startedAt: s.started_at ? new Date(s.started_at) : null,
-    finishedAt: s.finished_at ? new Date(s.finished_at) : null,
-    compensationStartedAt: s.compensation_started_at ? new Date(s.compensation_started_at) : null,
-    compensationFinishedAt: s.compensation_finished_at ? new Date(s.compensation_finished_at) : null,
-  }));
-  // Steps not reached yet have no row: shown as pending, or skipped once the saga has ended.
-  for (const step of def?.steps ?? []) {
-    if (views.some((v) => v.index === step.index)) continue;
-    views.push({
-      name: step.name,
-      index: step.index,
-      status: TERMINAL_STATES.has(state) ? "skipped" : "pending",
-      attempt: 0,
-      compensationAttempt: 0,
-      output: null,
-      error: null,
-      compensationError: null,
-      nextAttemptAt: null,
-      startedAt: null,
-      finishedAt: null,
-      compensationStartedAt: null,
-      compensationFinishedAt: null,
-    });
-  }
-  views.sort((a, b) => a.index - b.index);
-  return {
-    id: row.id,
-    name: row.name,
-    version: row.version,
-    state,
-    input: row.input,
-    data: row.data,
-    result: row.result,
-    error: row.error as SagaInstance["error"],
-    currentStep: row.current_step,
-    idempotencyKey: row.idempotency_key,
-    parentId: row.parent_id,
-    metadata: row.metadata,
-    deadline: row.deadline,
-    nextAttemptAt: row.next_attempt_at,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    finishedAt: row.finished_at,
-    steps: views,
-  };
 }

@@ -24,7 +24,7 @@ export type SagaErrorCode =
  *
  * @example
  * try { await engine.start(orderSaga, input); }
- * catch (err) { if (err instanceof SagaError && err.code === "INVALID_INPUT") console.log(err.details); }
+ * catch (err) { if (err instanceof SagaError && err.code === "INVALID_INPUT") logger.warn(err.message, { details: err.details }); }
  */
 export class SagaError extends Error {
   override readonly name = "SagaError";

@@ -112,7 +112,7 @@ async function optional<T>(fn: () => Promise<T>): Promise<T | null> {
  *
  * @example
  * const report = await checkHealth(pool, { requireWorkers: true });
- * if (!report.healthy) console.error(report.problems.join("\n"));
+ * if (!report.healthy) alert(report.problems.join("\n"));
  */
 export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<HealthReport> {
   const staleAfterMs = options.staleAfterMs ?? 15_000;
