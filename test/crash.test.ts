@@ -11,7 +11,7 @@ import {
   spawnChaosWorker,
   stopChaosWorker,
 } from "./chaos/worker-processes.js";
-import { holdSaga } from "./fixtures/chaos-sagas.js";
+import { holdSaga, txHoldSaga } from "./fixtures/chaos-sagas.js";
 import { CALLS_TABLE, calls, orderSaga } from "./fixtures/order-saga.js";
 import { useThrowawayDatabase } from "./helpers/throwaway-postgres.js";
 
@@ -36,7 +36,7 @@ const live = async (n: number) => {
 };
 
 beforeAll(async () => {
-  engine = createSagaEngine({ connectionString: db.url, sagas: [holdSaga(db.pool), orderSaga(db.pool)] });
+  engine = createSagaEngine({ connectionString: db.url, sagas: [holdSaga(db.pool), txHoldSaga(db.pool), orderSaga(db.pool)] });
 });
 
 afterAll(async () => {
@@ -113,6 +113,24 @@ it("kill -9 mid-step: another worker retries the step within deadWorkerAfter plu
     throw err;
   });
   console.info(`kill -9 mid-step: the step was retried ${recoveredIn} ms after the kill`);
+});
+
+it("kill -9 inside a transactional step: the attempt rolled back, so it failed (not unknown) and is not compensated", async () => {
+  const pool = await live(2);
+  const { id } = await engine.start(txHoldSaga(db.pool), { holdMs: 60_000 });
+  const victim = await firstCaller(id, "write", pool);
+  victim.child.kill("SIGKILL");
+  const done = await engine.waitFor(id, { timeoutMs: 60_000 });
+  expect(done.state).toBe("compensated");
+  const write = done.steps.find((s) => s.name === "write");
+  expect(write).toMatchObject({ status: "failed", attempt: 1 });
+  expect(write?.error).toMatchObject({ code: "WORKER_LOST", outcome: "failed" });
+  // The write on ctx.tx died with the transaction; "prepare" is undone, "write" had nothing to undo.
+  expect((await calls(db.pool, id)).map((c) => [c.step, c.kind])).toEqual([
+    ["prepare", "execute"],
+    ["write", "execute"],
+    ["prepare", "compensate"],
+  ]);
 });
 
 it("a worker paused past its lease comes back as a zombie: its late result is discarded and counted", async () => {

@@ -231,7 +231,7 @@ export function recordFailure(
   const retryable = kind !== "error" || isRetryable(claim.step, err);
   const stored: StoredError = {
     ...toStoredError(err, retryable),
-    outcome: kind === "error" ? "failed" : "unknown",
+    outcome: kind === "error" || claim.step.transactional ? "failed" : "unknown",
   };
   const used = row.attempt - row.attempt_base;
   if (retryable && used < claim.step.retry.maxAttempts) {
@@ -253,6 +253,10 @@ export function recordFailure(
 /**
  * Cancel or deadline: a running saga stops moving forward and compensates. A step in flight is marked failed
  * with an unknown outcome (its late result is fenced out) and its worker is told to abort its signal.
+ *
+ * A transactional step's attempt that did not commit had no effect at all: its writes and its record share
+ * one transaction, which runs under the instance row lock and checks the lease first. So a lost, timed-out
+ * or interrupted transactional attempt is `failed`, never `unknown`, and is not compensated.
  */
 export function interrupt(
   t: Transition,
@@ -266,17 +270,18 @@ export function interrupt(
   const code = cause === "cancel" ? "CANCELLED" : "SAGA_TIMEOUT";
   const row = t.step(saga.current_step);
   if (row?.status === "running") {
+    const outcome = def.steps[row.index]?.transactional ? "failed" : "unknown";
     t.patchStep({
       index: row.index,
       name: row.name,
       status: "failed",
       lease_owner: null,
       finished: true,
-      error: { code, message: reason, type: "SagaError", retryable: false, outcome: "unknown" },
+      error: { code, message: reason, type: "SagaError", retryable: false, outcome },
     });
     t.event("saga.step.failed", row.name, {
       attempt: row.attempt,
-      error: { code, message: reason, outcome: "unknown" },
+      error: { code, message: reason, outcome },
     });
     t.notifyControl({ abort: cause, step: row.index });
   } else if (row?.status === "pending" && row.attempt > 0) {
