@@ -36,7 +36,10 @@ const live = async (n: number) => {
 };
 
 beforeAll(async () => {
-  engine = createSagaEngine({ connectionString: db.url, sagas: [holdSaga(db.pool), txHoldSaga(db.pool), orderSaga(db.pool)] });
+  engine = createSagaEngine({
+    connectionString: db.url,
+    sagas: [holdSaga(db.pool), txHoldSaga(db.pool), orderSaga(db.pool)],
+  });
 });
 
 afterAll(async () => {

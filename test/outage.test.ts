@@ -3,7 +3,7 @@
  * (pooled, graphile-worker's LISTEN, the control LISTEN), then a full server restart and a longer stop. The
  * worker logs, backs off, reconnects and carries on; it never exits and never wedges.
  */
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, beforeEach, expect, it, onTestFailed, vi } from "vitest";
 import { type SagaEngine, createSagaEngine } from "../src/index.js";
 import {
   type ChaosWorker,
@@ -31,6 +31,38 @@ beforeAll(async () => {
     sagas: [orderSaga(db.pool), holdSaga(db.pool), transferSaga(db.pool)],
   });
   worker = await spawnChaosWorker({ DATABASE_URL: withAppName(db.url, APP), CONCURRENCY: "4" });
+});
+
+// A failure shows what the worker and the database were doing: its last log lines, its backends, its jobs.
+beforeEach(() => {
+  onTestFailed(async () => {
+    const activity = await db.pool.query(
+      `select pid, state, wait_event_type, wait_event, left(query, 80) as query
+       from pg_stat_activity where application_name = $1`,
+      [APP],
+    );
+    const jobs = await db.pool.query(
+      `select locked_by, count(*)::int, min(run_at) as run_at, max(attempts) as attempts
+       from graphile_worker.jobs group by 1`,
+    );
+    const steps = await db.pool.query(
+      "select status, lease_owner is not null as leased, count(*)::int from saga.steps group by 1, 2",
+    );
+    console.info(
+      JSON.stringify(
+        { alive: worker.alive, activity: activity.rows, jobs: jobs.rows, steps: steps.rows },
+        null,
+        1,
+      ),
+    );
+    console.info(
+      worker.stderr(),
+      worker.logs
+        .slice(-40)
+        .map((l) => JSON.stringify(l))
+        .join("\n"),
+    );
+  });
 });
 
 afterAll(async () => {
@@ -142,6 +174,53 @@ it("pg_terminate_backend of each of the worker's connections: it reconnects and 
     "the handler to be aborted",
   );
   expect((await engine.waitFor(id, { timeoutMs: 15_000 })).state).toBe("cancelled");
+});
+
+// graphile-worker shuts its job pool down when a batch of job completions cannot be written. This makes that
+// happen on demand: while `until` is ahead, its completion statement fails with a connection-class SQLSTATE.
+const REFUSE_COMPLETIONS = `
+create table refuse_completions (until timestamptz not null);
+create function refuse_completions() returns trigger language plpgsql as $$
+begin
+  if current_query() like 'delete from "graphile_worker"._private_jobs%'
+     and exists (select 1 from refuse_completions where until > now()) then
+    raise exception 'job completion refused by the test' using errcode = '08006';
+  end if;
+  return null;
+end $$;
+create trigger refuse_completions before delete on graphile_worker._private_jobs
+  for each statement execute function refuse_completions();`;
+
+it("a job pool that could not write its completions is replaced at once, though a step still holds its slot", async () => {
+  await db.pool.query(REFUSE_COMPLETIONS);
+  const { id: holding } = await engine.start(holdSaga(db.pool), { holdMs: 30_000 });
+  await eventually(
+    async () => ((await calls(db.pool, holding)).some((c) => c.step === "hold") ? true : undefined),
+    15_000,
+    "the hold step to run",
+  );
+  const replaced = () => worker.logs.filter((l) => l.message.startsWith("job runner stopped on its own"));
+  const before = replaced().length;
+  await db.pool.query("insert into refuse_completions values (now() + interval '2 seconds')");
+  await runOrders(3, "refused");
+  await eventually(async () => (replaced().length > before ? true : undefined), 15_000, "a new job pool");
+  await db.pool.query("delete from refuse_completions");
+  // The old pool waits for the held step before it ends; the new one takes these orders meanwhile.
+  await runOrders(10, "while-held");
+  expect((await engine.get(holding))?.steps.find((s) => s.name === "hold")?.status).toBe("running");
+  expect((await engine.waitFor(holding, { timeoutMs: 60_000 })).state).toBe("completed");
+  // Jobs the old pool could not complete are unlocked by the worker itself, run again and find nothing to do.
+  await eventually(
+    async () => {
+      const { rows } = await db.pool.query<{ n: number }>(
+        "select count(*)::int as n from graphile_worker._private_jobs",
+      );
+      return rows[0]?.n === 0 ? true : undefined;
+    },
+    30_000,
+    "every job to be completed",
+  );
+  expect(worker.alive).toBe(true);
 });
 
 it("backends terminated again and again under load: every transfer ends, money is conserved", async () => {

@@ -71,7 +71,11 @@ it("input started from SQL with the wrong types fails the saga with INVALID_INPU
       "select attempts from graphile_worker._private_jobs where payload->>'id' = $1",
       [id],
     );
-  await eventually(async () => ((await job()).rows.length === 0 ? true : undefined), 10_000, "the job to end");
+  await eventually(
+    async () => ((await job()).rows.length === 0 ? true : undefined),
+    10_000,
+    "the job to end",
+  );
   const started = await count(
     `select count(*)::int as n from saga.events where saga_id = '${id}' and type = 'saga.step.started'`,
   );

@@ -120,6 +120,8 @@ export async function startWorker(
   let stopping = false;
   let workerPool: WorkerPool | undefined;
   const jobWorkerIds: string[] = [];
+  // Every graphile-worker pool this process has run: jobs are locked under a pool's id.
+  const poolIds: string[] = [];
   const activeKey = (sagaId: string, kind: Claim["kind"], index: number) => `${sagaId}/${kind}/${index}`;
 
   const env: WorkerEnv = {
@@ -162,6 +164,13 @@ export async function startWorker(
     workerPool = created;
     // graphile-worker 0.17 locks jobs under the pool's id (locked_by), not each worker's.
     jobWorkerIds.push(created.id);
+    poolIds.push(created.id);
+  });
+  // A pool that shuts down while the worker is not stopping does so on its own (a batch of job completions
+  // could not be written): it takes no more jobs, so a new one starts at once (see supervise below).
+  const onPoolShutdown = new Set<(poolId: string) => void>();
+  events.on("pool:gracefulShutdown", ({ workerPool: closing }) => {
+    if (!stopping) for (const notify of onPoolShutdown) notify(closing.id);
   });
   events.on("worker:create", ({ worker }) => {
     jobWorkerIds.push(worker.workerId);
@@ -212,22 +221,31 @@ export async function startWorker(
   }
 
   // graphile-worker shuts its pool down when it cannot write a batch of job completions (Postgres went away at
-  // that moment). A worker must never wedge: it starts a new pool, with backoff, and unlocks the old pool's jobs.
-  const supervise = (current: Runner) => {
-    const restart = async (reason: unknown) => {
-      if (stopping || current !== runner) return;
-      const retired = workerPool?.id;
+  // that moment). A worker must never wedge: a new pool starts as soon as the old one begins to shut down, not
+  // once it has finished: its graceful shutdown waits for every running job (one slow step would keep this
+  // worker from taking any job until it returns), and in 0.17 it may never finish at all (see stop()). The old
+  // pool's running jobs finish in the background (for that time more than `concurrency` jobs may run); jobs it
+  // leaves locked are unlocked by reapOwn.
+  const retired = new Set<Promise<void>>();
+  const supervise = (current: Runner, poolId: string | undefined) => {
+    let replaced = false;
+    const replace = async (reason: unknown) => {
+      if (replaced || stopping) return;
+      replaced = true;
+      onPoolShutdown.delete(onShutdown);
+      const drained = current.promise.catch(() => {});
+      retired.add(drained);
+      void drained.then(() => {
+        retired.delete(drained);
+        logger.info("the old job runner finished", { poolId });
+      });
       logger.warn("job runner stopped on its own; starting a new one", { reason: String(reason) });
       for (let delay = 250; !stopping; delay = Math.min(delay * 2, 5_000)) {
         try {
           const next = await startRunner();
           runner = next;
-          supervise(next);
+          supervise(next, workerPool?.id);
           if (stopping) await next.stop().catch(() => {});
-          if (retired)
-            await pool
-              .query("select graphile_worker.force_unlock_workers($1::text[])", [[retired]])
-              .catch(() => {});
           return;
         } catch (err) {
           logger.warn("job runner could not start; will try again", { error: String(err), retryInMs: delay });
@@ -235,12 +253,16 @@ export async function startWorker(
         }
       }
     };
+    const onShutdown = (closing: string) => {
+      if (closing === poolId) void replace("its pool began to shut down");
+    };
+    onPoolShutdown.add(onShutdown);
     current.promise.then(
-      () => restart("the pool exited"),
-      (err: unknown) => restart(err),
+      () => replace("the pool exited"),
+      (err: unknown) => replace(err),
     );
   };
-  supervise(runner);
+  supervise(runner, workerPool?.id);
 
   // While stopping, a worker keeps its heartbeat (its running steps are still its own) but reaps no more.
   const every = (ms: number, task: () => Promise<void>, whileStopping = false) => {
@@ -289,7 +311,7 @@ export async function startWorker(
     const own = await reapOwn(pool, byKey, {
       workerId: id,
       isActive: env.isActive,
-      jobPoolIds: workerPool ? [workerPool.id] : [],
+      jobPoolIds: poolIds,
       activeJobIds: () => [...heldJobs],
     });
     if (own.steps > 0 || own.jobs > 0)
@@ -312,8 +334,11 @@ export async function startWorker(
           controller.abort(new AbortError("WORKER_SHUTDOWN", "worker shutting down"));
       }, timeoutMs);
       try {
-        // A runner that died on its own is already stopped.
+        // A runner that died on its own is already stopped. Retired ones finish their running jobs; graphile-worker
+        // 0.17 may never settle a pool whose completion batch failed (its batcher's count of pending writes goes
+        // below zero), so what is waited for is this worker's own running steps (aborted at `timeoutMs`).
         await runner.stop().catch((err: unknown) => logger.debug("runner stop", { error: String(err) }));
+        while (retired.size > 0 && active.size > 0) await new Promise((r) => setTimeout(r, 50));
       } finally {
         clearTimeout(grace);
         for (const timer of timers) clearTimeout(timer);

@@ -137,11 +137,39 @@ async function lockedTransition(
   return result;
 }
 
+/** How long a saga job keeps trying through database errors before it hands the job back to graphile-worker. */
+const JOB_RETRY_FAILURES = 30;
+
 /**
  * A saga job: claim → call → record, and on to the next step in the same process while there is one: the
  * record of step N and the claim of step N+1 commit together, so a healthy saga needs no job per step.
+ *
+ * A database error (by SQLSTATE/errno) does not fail the job: graphile-worker would retry it only after its
+ * exponential backoff (e^attempts seconds: 20 s by the third failure, 2.5 min by the fifth), stalling the saga
+ * long after Postgres is back. The job runs again here, with a backoff capped at 5 s, deciding from what the
+ * database holds: a step whose record could not be written is found leased and not running, and written off
+ * as lost. After about two minutes of failures, or when the worker stops, the error goes to graphile-worker.
  */
 export async function runSagaJob(env: WorkerEnv, def: AnySaga, payload: SagaJobPayload): Promise<void> {
+  for (let failures = 0; ;) {
+    try {
+      await runSagaJobOnce(env, def, payload);
+      return;
+    } catch (err) {
+      if (env.stopping || !isTransientDbError(err) || ++failures > JOB_RETRY_FAILURES) throw err;
+      const delayMs = Math.round(Math.min(5_000, 100 * 2 ** failures) * (0.5 + Math.random() / 2));
+      env.logger.warn("saga job hit a database error; running it again", {
+        sagaId: payload.id,
+        error: String(err),
+        failures,
+        retryInMs: delayMs,
+      });
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}
+
+async function runSagaJobOnce(env: WorkerEnv, def: AnySaga, payload: SagaJobPayload): Promise<void> {
   const { id } = payload;
   if (payload.deadline || payload.cancel !== undefined) {
     await transition(env, id, (t) => {
