@@ -26,9 +26,19 @@ function lastStep(id: string): Promise<void> {
   });
 }
 
-async function sagaLatency(o: BenchOptions, count: number, warmup: number): Promise<LatencyRun> {
+/**
+ * `inCallerTx`: start() runs in a transaction of the caller's own connection, committed right after, so the
+ * workers are woken by the outbox relay (it publishes saga.started) rather than by the engine.
+ */
+async function sagaLatency(
+  o: BenchOptions,
+  count: number,
+  warmup: number,
+  inCallerTx = false,
+): Promise<LatencyRun> {
   const engine = createSagaEngine({ connectionString: o.url, sagas: benchSagas, poolSize: 2 });
   const poll = await benchClient(o);
+  const caller = await benchClient(o);
   const run: LatencyRun = { done: [], first: [] };
   try {
     const worker = await engine.runWorker({ concurrency: 10 });
@@ -45,7 +55,11 @@ async function sagaLatency(o: BenchOptions, count: number, warmup: number): Prom
             if (done === id) resolve();
           };
         });
-        id = (await engine.start(noopSaga, { k: i + 1 })).id;
+        if (inCallerTx) {
+          await caller.query("begin");
+          id = (await engine.start(noopSaga, { k: i + 1 }, { client: caller })).id;
+          await caller.query("commit");
+        } else id = (await engine.start(noopSaga, { k: i + 1 })).id;
         const committed = performance.now();
         await finished;
         for (;;) {
@@ -68,6 +82,7 @@ async function sagaLatency(o: BenchOptions, count: number, warmup: number): Prom
   } finally {
     await engine.close();
     await poll.end();
+    await caller.end();
   }
   return run;
 }
@@ -111,12 +126,14 @@ async function naiveLatency(o: BenchOptions, count: number, warmup: number): Pro
 export async function latencyScenario(o: BenchOptions, r: Results): Promise<void> {
   const count = o.quick ? 100 : 200;
   const saga: LatencyRun[] = [];
+  const inTx: LatencyRun[] = [];
   const naive: LatencyRun[] = [];
   let perQuery: Record<string, { n: number; p50: number }> = {};
   for (let rep = 0; rep < o.reps; rep++) {
     await resetTables(o);
     saga.push(await sagaLatency(o, count, 20));
     if (rep === 0) perQuery = queries.medians();
+    inTx.push(await sagaLatency(o, count, 20, true));
     naive.push(await naiveLatency(o, count, 20));
     log(
       `  rep ${rep + 1}: pg-saga p50 ${fmt(percentile(saga.at(-1)!.done, 50))} ms, naive p50 ${fmt(percentile(naive.at(-1)!.done, 50))} ms`,
@@ -130,6 +147,9 @@ export async function latencyScenario(o: BenchOptions, r: Results): Promise<void
     target: "≤ 1",
   });
   r.add("latency", "pg-saga start committed → first handler p99", "ms", p(saga, "first", 99));
+  r.add("latency", "pg-saga in caller tx: commit → first handler p50", "ms", p(inTx, "first", 50));
+  r.add("latency", "pg-saga in caller tx: commit → first handler p99", "ms", p(inTx, "first", 99));
+  r.add("latency", "pg-saga in caller tx: start → completed p50", "ms", p(inTx, "done", 50));
   r.add("latency", "naive start → completed p50", "ms", p(naive, "done", 50));
   r.add("latency", "naive start → completed p99", "ms", p(naive, "done", 99));
   r.add("latency", "naive add_job committed → first task p50", "ms", p(naive, "first", 50));

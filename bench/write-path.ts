@@ -1,6 +1,7 @@
 /**
  * Item 5, the application's write path: a caller transaction inserting one order row, alone, with
- * `engine.start()` inside it, with a bare pg_notify inside it (what the job's NOTIFY alone costs), and with
+ * `engine.start()` inside it, with start() and the NOTIFY its job sent before start() stopped notifying inside
+ * the caller's transaction (the baseline), with a bare pg_notify inside it (what a NOTIFY alone costs), and with
  * the rows of a start but no job (a bench-only copy of saga._start without add_job, so without NOTIFY), at
  * 1, 16 and 64 concurrent writers. No worker runs: this is the cost the caller pays.
  */
@@ -11,11 +12,16 @@ import { closedLoop } from "./commit-rate.js";
 import { benchSagas, noopSaga } from "./sagas.js";
 import { fmt, percentile } from "./stats.js";
 
-type Variant = "insert" | "insert+start" | "insert+notify" | "insert+start rows, no job";
+type Variant =
+  | "insert"
+  | "insert+start"
+  | "insert+start, NOTIFY in tx (before)"
+  | "insert+notify"
+  | "insert+start rows, no job";
 
 /**
- * Installs bench._start_rows: saga._start with its add_job calls removed, to split what start() costs into
- * its rows and its job's NOTIFY. Returns false when the function no longer has the expected shape.
+ * Installs bench._start_rows: saga._start with its saga._enqueue calls removed, to split what start() costs
+ * into its saga rows and its job row. Returns false when the function no longer has the expected shape.
  */
 async function installStartWithoutJob(o: BenchOptions): Promise<boolean> {
   const client = await benchClient(o);
@@ -24,7 +30,7 @@ async function installStartWithoutJob(o: BenchOptions): Promise<boolean> {
       "select pg_get_functiondef('saga._start(text, int, jsonb, text, jsonb, bigint, text, uuid, boolean)'::regprocedure) as def",
     );
     const def = rows[0]?.def ?? "";
-    const stripped = def.replace(/perform graphile_worker\.add_job\([^;]*;/g, "null;");
+    const stripped = def.replace(/perform saga\._enqueue\([^;]*;/g, "null;");
     if (stripped === def) return false;
     await client.query("create schema if not exists bench");
     await client.query(stripped.replace(/FUNCTION saga\._start\(/, "FUNCTION bench._start_rows("));
@@ -40,7 +46,12 @@ export async function writePathScenario(o: BenchOptions, r: Results): Promise<vo
   const engine = createSagaEngine({ connectionString: o.url, sagas: benchSagas, poolSize: 1 });
   const seconds = o.quick ? 1 : 2;
   const levels = [1, 16, 64];
-  const variants: Variant[] = ["insert", "insert+start", "insert+notify"];
+  const variants: Variant[] = [
+    "insert",
+    "insert+start",
+    "insert+start, NOTIFY in tx (before)",
+    "insert+notify",
+  ];
   if (await installStartWithoutJob(o)) variants.push("insert+start rows, no job");
   const runs = new Map<string, { perSec: number; p50: number; serverCpuMs: number }[]>();
   const startCall: number[][] = [];
@@ -57,6 +68,10 @@ export async function writePathScenario(o: BenchOptions, r: Results): Promise<vo
               const s = performance.now();
               await engine.start(noopSaga, { k: i }, { client: c });
               if (writers === 1) calls.push(performance.now() - s);
+            } else if (variant === "insert+start, NOTIFY in tx (before)") {
+              // What start() did before its job was queued without NOTIFY: graphile_worker.add_job's own.
+              await engine.start(noopSaga, { k: i }, { client: c });
+              await c.query(`select pg_notify('jobs:insert', '{"count":1}')`);
             } else if (variant === "insert+notify") {
               await c.query("select pg_notify('bench', $1)", [String(i)]);
             } else if (variant === "insert+start rows, no job") {
@@ -130,6 +145,12 @@ export async function writePathScenario(o: BenchOptions, r: Results): Promise<vo
         "×",
         get("insert+start rows, no job", w).map((x, i) => x.perSec / get("insert", w)[i]!.perSec),
       );
+    r.add(
+      "write path",
+      `with start(), NOTIFY in tx (before) / without, commits/s, ${w} writers`,
+      "×",
+      get("insert+start, NOTIFY in tx (before)", w).map((x, i) => x.perSec / get("insert", w)[i]!.perSec),
+    );
     r.add(
       "write path",
       `with pg_notify / without, commits/s, ${w} writers`,

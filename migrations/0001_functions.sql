@@ -6,8 +6,30 @@ create or replace function saga._task(p_name text, p_version int) returns text
 language sql immutable parallel safe as $$ select 'saga:' || p_name || '@' || p_version $$;
 --> statement-breakpoint
 
+-- A graphile-worker job written without graphile_worker.add_job's NOTIFY "jobs:insert". A NOTIFY inside a
+-- transaction holds a cluster-wide lock from its commit until the commit's WAL flush ends, so every
+-- notifying transaction commits one after another: in the caller's transaction of start() it would
+-- serialize the application's own writes. The workers are woken after the commit instead: by the engine
+-- (its own transaction), or by the outbox relay when it publishes the saga.started event (saga._relay_publish).
+create or replace function saga._enqueue(p_task text, p_payload json, p_run_at timestamptz default null)
+returns void
+language plpgsql as $$
+declare
+  v_task_id int;
+begin
+  select t.id into v_task_id from graphile_worker._private_tasks t where t.identifier = p_task;
+  if v_task_id is null then
+    insert into graphile_worker._private_tasks as t (identifier) values (p_task) on conflict do nothing;
+    select t.id into v_task_id from graphile_worker._private_tasks t where t.identifier = p_task;
+  end if;
+  insert into graphile_worker._private_jobs (task_id, payload, run_at)
+  values (v_task_id, p_payload, coalesce(p_run_at, now()));
+end $$;
+--> statement-breakpoint
+
 -- Writes a new instance, its saga.started event and its first job in the caller's transaction:
--- one round trip. An idempotency key that is taken returns the existing id with created = false.
+-- one round trip, and no NOTIFY (see saga._enqueue). An idempotency key that is taken returns the existing
+-- id with created = false.
 create or replace function saga._start(
   p_name text, p_version int, p_input jsonb, p_idempotency_key text, p_metadata jsonb,
   p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean
@@ -42,10 +64,10 @@ begin
   values (v_id, 1, 'saga.started', p_name, jsonb_strip_nulls(jsonb_build_object(
     'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)));
 
-  perform graphile_worker.add_job(v_task,
+  perform saga._enqueue(v_task,
     case when p_validated then json_build_object('id', v_id) else json_build_object('id', v_id, 'validate', true) end);
   if v_deadline is not null then
-    perform graphile_worker.add_job(v_task, json_build_object('id', v_id, 'deadline', true), run_at => v_deadline);
+    perform saga._enqueue(v_task, json_build_object('id', v_id, 'deadline', true), v_deadline);
   end if;
   return query select v_id, true;
 end $$;

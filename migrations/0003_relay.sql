@@ -30,6 +30,7 @@ declare
   v_last_xid xid8;
   v_last_id bigint;
   v_message text;
+  v_started int;
 begin
   -- Read before locking: a row lock takes a transaction id, and ours would then cap the watermark.
   select s.cursor_xid, s.cursor_id into v_cursor_xid, v_cursor_id
@@ -42,8 +43,9 @@ begin
   -- outbox_xid_id_idx: a range scan from the cursor in (xid, id) order, stopped by the watermark and the limit.
   select array_agg(saga._event_message(b.r) order by b.xid, b.id),
          (array_agg(b.xid order by b.xid desc, b.id desc))[1],
-         (array_agg(b.id order by b.xid desc, b.id desc))[1]
-  into v_messages, v_last_xid, v_last_id
+         (array_agg(b.id order by b.xid desc, b.id desc))[1],
+         count(*) filter (where (b.r).type = 'saga.started')
+  into v_messages, v_last_xid, v_last_id, v_started
   from (select o as r, o.xid, o.id from saga.outbox o
         where (o.xid, o.id) > (v_cursor_xid, v_cursor_id)
           and o.xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -72,6 +74,11 @@ begin
   foreach v_message in array v_messages loop
     perform pg_notify('saga_events', v_message);
   end loop;
+  -- Sagas started in a caller's transaction (start() with a client, saga.start() in SQL) queued their first
+  -- job without waking anyone (saga._enqueue): wake graphile-worker's listeners now that they are committed.
+  if v_started > 0 then
+    perform pg_notify('jobs:insert', json_build_object('count', v_started)::text);
+  end if;
 
   update saga.subscriptions s
   set cursor_xid = v_last_xid, cursor_id = v_last_id, updated_at = now(),

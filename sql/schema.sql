@@ -83,6 +83,21 @@ begin
   end if;
 end $$;
 
+CREATE FUNCTION saga._enqueue(p_task text, p_payload json, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_task_id int;
+begin
+  select t.id into v_task_id from graphile_worker._private_tasks t where t.identifier = p_task;
+  if v_task_id is null then
+    insert into graphile_worker._private_tasks as t (identifier) values (p_task) on conflict do nothing;
+    select t.id into v_task_id from graphile_worker._private_tasks t where t.identifier = p_task;
+  end if;
+  insert into graphile_worker._private_jobs (task_id, payload, run_at)
+  values (v_task_id, p_payload, coalesce(p_run_at, now()));
+end $$;
+
 CREATE TABLE saga.outbox (
     id bigint NOT NULL,
     xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
@@ -126,6 +141,7 @@ declare
   v_last_xid xid8;
   v_last_id bigint;
   v_message text;
+  v_started int;
 begin
   -- Read before locking: a row lock takes a transaction id, and ours would then cap the watermark.
   select s.cursor_xid, s.cursor_id into v_cursor_xid, v_cursor_id
@@ -138,8 +154,9 @@ begin
   -- outbox_xid_id_idx: a range scan from the cursor in (xid, id) order, stopped by the watermark and the limit.
   select array_agg(saga._event_message(b.r) order by b.xid, b.id),
          (array_agg(b.xid order by b.xid desc, b.id desc))[1],
-         (array_agg(b.id order by b.xid desc, b.id desc))[1]
-  into v_messages, v_last_xid, v_last_id
+         (array_agg(b.id order by b.xid desc, b.id desc))[1],
+         count(*) filter (where (b.r).type = 'saga.started')
+  into v_messages, v_last_xid, v_last_id, v_started
   from (select o as r, o.xid, o.id from saga.outbox o
         where (o.xid, o.id) > (v_cursor_xid, v_cursor_id)
           and o.xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -168,6 +185,11 @@ begin
   foreach v_message in array v_messages loop
     perform pg_notify('saga_events', v_message);
   end loop;
+  -- Sagas started in a caller's transaction (start() with a client, saga.start() in SQL) queued their first
+  -- job without waking anyone (saga._enqueue): wake graphile-worker's listeners now that they are committed.
+  if v_started > 0 then
+    perform pg_notify('jobs:insert', json_build_object('count', v_started)::text);
+  end if;
 
   update saga.subscriptions s
   set cursor_xid = v_last_xid, cursor_id = v_last_id, updated_at = now(),
@@ -229,10 +251,10 @@ begin
   values (v_id, 1, 'saga.started', p_name, jsonb_strip_nulls(jsonb_build_object(
     'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)));
 
-  perform graphile_worker.add_job(v_task,
+  perform saga._enqueue(v_task,
     case when p_validated then json_build_object('id', v_id) else json_build_object('id', v_id, 'validate', true) end);
   if v_deadline is not null then
-    perform graphile_worker.add_job(v_task, json_build_object('id', v_id, 'deadline', true), run_at => v_deadline);
+    perform saga._enqueue(v_task, json_build_object('id', v_id, 'deadline', true), v_deadline);
   end if;
   return query select v_id, true;
 end $$;

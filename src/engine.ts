@@ -15,6 +15,7 @@ import { startSaga } from "./sql/start-saga.js";
 import { interrupt } from "./worker/decide.js";
 import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
+import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
 import type * as relay from "./relay/types.js";
 import { Transition } from "./worker/transition.js";
@@ -118,6 +119,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
   const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
+  const wakeups = new Wakeups(pool, logger);
   let closed = false;
 
   const alive = () => {
@@ -158,11 +160,17 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         );
       }
       const args = checkStart(def, input, startOptions, config.maxPayloadBytes);
-      const db: Executor = startOptions.client === undefined ? pool : toExecutor(startOptions.client);
+      const own = startOptions.client === undefined;
+      const db: Executor = own ? pool : toExecutor(startOptions.client);
       // The saga.start span's traceparent is stored: every step span of the saga becomes its child.
-      return traceStart(def.name, args.traceContext, (traceContext) =>
+      const started = await traceStart(def.name, args.traceContext, (traceContext) =>
         startSaga(db, { ...args, traceContext }),
       );
+      if (started.created) {
+        if (own) wakeups.committed();
+        else wakeups.commitSoon();
+      }
+      return started;
     },
 
     async get(id) {
@@ -308,6 +316,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       if (closed) return;
       closed = true;
       await Promise.all([...workers].map((stop) => stop()));
+      await wakeups.close();
       await bus.close();
       pool.off("error", onPoolError).off("connect", onConnect);
       if (ownPool) await pool.end();

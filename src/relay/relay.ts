@@ -52,6 +52,13 @@ export interface RelayConfig {
 }
 
 const HINT_GAP_MS = 20;
+/**
+ * A hint `{ soon: true }` says a caller's transaction holding new sagas is about to commit (start() with a
+ * client): for this long the active relay reads the outbox every BURST_POLL_MS, so the saga.started event
+ * is published, and the workers woken, within milliseconds of the commit rather than at the next poll.
+ */
+const BURST_MS = 1_000;
+const BURST_POLL_MS = 10;
 const MAX_BACKOFF_MS = 5_000;
 
 /**
@@ -82,6 +89,7 @@ export function startRelay(config: RelayConfig): Relay {
   let nextRetention = 0;
   let hintTimer: NodeJS.Timeout | undefined;
   let lastHint = 0;
+  let burstUntil = 0;
 
   // At most one hint per HINT_GAP_MS, and never one dropped: a hint asked for inside the gap goes at its end.
   const sendHint = () => {
@@ -93,7 +101,8 @@ export function startRelay(config: RelayConfig): Relay {
   };
 
   const channel: Channel = openChannel(config.connection, [HINT_CHANNEL], "pg-saga relay listener", logger, {
-    onMessage: () => {
+    onMessage: (_channel, payload) => {
+      if ((payload as { soon?: unknown } | undefined)?.soon === true) burstUntil = Date.now() + BURST_MS;
       if (epoch !== null) waker.wake();
     },
     onConnected: () => waker.wake(),
@@ -142,7 +151,8 @@ export function startRelay(config: RelayConfig): Relay {
     }
     if (result.published === options.batchSize) return 0;
     // Committed rows held back by an older open transaction: look again soon, not at the next poll.
-    return result.pending ? Math.min(options.pollMs, 25) : options.pollMs;
+    if (result.pending) return Math.min(options.pollMs, 25);
+    return Date.now() < burstUntil ? Math.min(options.pollMs, BURST_POLL_MS) : options.pollMs;
   }
 
   const loop = (async () => {
