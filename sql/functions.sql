@@ -152,8 +152,15 @@ begin
   from jsonb_array_elements(coalesce(p_events, '[]'::jsonb)) e;
 
   for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop
-    perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
-      run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
+    if j ? 'done' then
+      -- The job running this transition has nothing left to do: it ends in this commit, so graphile-worker's
+      -- own completion afterwards deletes nothing (a commit without WAL), and a crash between the two leaves
+      -- no job to run again.
+      delete from graphile_worker._private_jobs where id = (j->>'done')::bigint;
+    else
+      perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
+        run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
+    end if;
   end loop;
 
   if p_notify is not null then

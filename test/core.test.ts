@@ -49,6 +49,8 @@ describe("core engine", () => {
     expect(created).toBe(true);
     const done = await engine.waitFor(id, { timeoutMs: 20_000 });
     expect(done.state).toBe("completed");
+    // The commit that completed the saga also ended its graphile-worker job: none is left once it is visible.
+    expect((await countRows(id)).jobs).toBe(0);
     expect(done.result).toMatchObject({
       customerId: "c-1",
       amount: 42,

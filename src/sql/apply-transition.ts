@@ -30,10 +30,8 @@ export interface EventRow {
   payload?: unknown;
 }
 
-export interface JobSpec {
-  payload: Record<string, unknown>;
-  delay_ms?: number;
-}
+/** A job to queue, or (`done`) the id of the running job this transition ends. */
+export type JobSpec = { payload: Record<string, unknown>; delay_ms?: number } | { done: string };
 
 /** Writes a whole transition in one round trip (saga._apply, sql/functions.sql). */
 export async function applyTransition(

@@ -184,7 +184,8 @@ export async function startWorker(
   events.on("job:complete", ({ job }) => heldJobs.delete(job.id));
   const taskList: TaskList = {};
   for (const def of sagas) {
-    taskList[sagaTask(def)] = async (payload) => runSagaJob(env, def, payload as SagaJobPayload);
+    taskList[sagaTask(def)] = async (payload, helpers) =>
+      runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id);
   }
 
   let runner: Runner;

@@ -60,11 +60,14 @@ async function transition(
   id: string,
   decide: (t: Transition) => Claim | null | void,
   known?: LockedSaga,
+  jobId?: string,
 ): Promise<Held | null> {
   let saga = known ?? (await readSaga(env.pool, id));
   for (let failures = 0; saga;) {
     const t = new Transition(saga);
     const held = hold(env, id, decide(t) ?? null);
+    // Nothing more for this job to do: it ends in this commit (see Transition.finishJob).
+    if (!held && jobId !== undefined) t.finishJob(jobId);
     let result: Awaited<ReturnType<Transition["commit"]>>;
     try {
       result = await t.commit(env.pool);
@@ -102,6 +105,7 @@ async function lockedTransition(
   env: WorkerEnv,
   id: string,
   decide: (t: Transition, db: Executor) => Promise<Claim | null | void> | Claim | null | void,
+  jobId?: string,
 ): Promise<Held | null> {
   let delays: number[] = [];
   // A claim tracked by an attempt whose commit failed is no longer ours to run: a retry of the transaction
@@ -119,7 +123,7 @@ async function lockedTransition(
       const controller = new AbortController();
       held = { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
       pending = held;
-    }
+    } else if (jobId !== undefined) t.finishJob(jobId);
     try {
       await t.flush(db);
     } catch (err) {
@@ -150,10 +154,15 @@ const JOB_RETRY_FAILURES = 30;
  * database holds: a step whose record could not be written is found leased and not running, and written off
  * as lost. After about two minutes of failures, or when the worker stops, the error goes to graphile-worker.
  */
-export async function runSagaJob(env: WorkerEnv, def: AnySaga, payload: SagaJobPayload): Promise<void> {
+export async function runSagaJob(
+  env: WorkerEnv,
+  def: AnySaga,
+  payload: SagaJobPayload,
+  jobId?: string,
+): Promise<void> {
   for (let failures = 0; ;) {
     try {
-      await runSagaJobOnce(env, def, payload);
+      await runSagaJobOnce(env, def, payload, jobId);
       return;
     } catch (err) {
       if (env.stopping || !isTransientDbError(err) || ++failures > JOB_RETRY_FAILURES) throw err;
@@ -169,24 +178,41 @@ export async function runSagaJob(env: WorkerEnv, def: AnySaga, payload: SagaJobP
   }
 }
 
-async function runSagaJobOnce(env: WorkerEnv, def: AnySaga, payload: SagaJobPayload): Promise<void> {
+async function runSagaJobOnce(
+  env: WorkerEnv,
+  def: AnySaga,
+  payload: SagaJobPayload,
+  jobId: string | undefined,
+): Promise<void> {
   const { id } = payload;
   if (payload.deadline || payload.cancel !== undefined) {
-    await transition(env, id, (t) => {
-      interrupt(
-        t,
-        def,
-        payload.deadline ? "timeout" : "cancel",
-        payload.cancel ?? "the saga deadline passed",
-      );
-    });
+    await transition(
+      env,
+      id,
+      (t) => {
+        interrupt(
+          t,
+          def,
+          payload.deadline ? "timeout" : "cancel",
+          payload.cancel ?? "the saga deadline passed",
+        );
+      },
+      undefined,
+      jobId,
+    );
     return;
   }
-  let claim = await transition(env, id, (t) => {
-    if (payload.validate && !validateInput(t, def)) return null;
-    return planNext(t, def, env, payload.step);
-  });
-  while (claim) claim = await runClaim(env, def, id, claim);
+  let claim = await transition(
+    env,
+    id,
+    (t) => {
+      if (payload.validate && !validateInput(t, def)) return null;
+      return planNext(t, def, env, payload.step);
+    },
+    undefined,
+    jobId,
+  );
+  while (claim) claim = await runClaim(env, def, id, claim, jobId);
 }
 
 /** Input started from SQL is checked against the zod schema before any step runs. */
@@ -214,7 +240,13 @@ function validateInput(t: Transition, def: AnySaga): boolean {
   return false;
 }
 
-async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Held): Promise<Held | null> {
+async function runClaim(
+  env: WorkerEnv,
+  def: AnySaga,
+  id: string,
+  claim: Held,
+  jobId: string | undefined,
+): Promise<Held | null> {
   const { controller, untrack } = claim;
   const logger = scopedLogger(env.logger, {
     sagaId: id,
@@ -225,7 +257,7 @@ async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Held): 
   try {
     if (env.stopping) controller.abort(new AbortError("WORKER_SHUTDOWN", "worker shutting down"));
     if (claim.kind === "execute" && claim.step.transactional)
-      return await runTransactional(env, def, id, claim, controller, logger);
+      return await runTransactional(env, def, id, claim, controller, logger, jobId);
     const started = performance.now();
     const data =
       claim.kind === "execute"
@@ -268,6 +300,7 @@ async function runClaim(env: WorkerEnv, def: AnySaga, id: string, claim: Held): 
             );
       },
       claim.next,
+      jobId,
     );
     if (!applied) {
       env.onDiscarded(claim);
@@ -317,44 +350,50 @@ async function runTransactional(
   claim: Claim,
   controller: AbortController,
   logger: Logger,
+  jobId: string | undefined,
 ): Promise<Held | null> {
-  return lockedTransition(env, id, async (t, db) => {
-    if (!recordable(t, env, claim)) {
-      env.onDiscarded(claim);
-      return null;
-    }
-    const started = performance.now();
-    let settled = false;
-    const tx: Executor = {
-      query: (text, values) => {
-        if (settled)
-          return Promise.reject(
-            new SagaError(
-              "INVALID_STATE",
-              "ctx.tx used after the step ended; await every query inside execute",
-            ),
-          );
-        return db.query(text, values);
-      },
-    };
-    if (claim.step.timeoutMs !== undefined)
-      await db.query(`set local statement_timeout = ${Math.max(1, claim.step.timeoutMs)}`);
-    await db.query("savepoint saga_step");
-    const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
-    const call = () => claim.step.execute(claim.data, ctx);
-    const probe = env.observeStep?.(def, id, claim, db);
-    const outcome = storable(
-      claim,
-      await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs),
-    );
-    settled = true;
-    const durationMs = Math.round(performance.now() - started);
-    probe?.end(outcome, durationMs);
-    await db.query(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
-    if (claim.step.timeoutMs !== undefined) await db.query("set local statement_timeout = default");
-    record(t, def, env, claim, outcome, durationMs);
-    return env.stopping ? handOver(t) : planNext(t, def, env);
-  });
+  return lockedTransition(
+    env,
+    id,
+    async (t, db) => {
+      if (!recordable(t, env, claim)) {
+        env.onDiscarded(claim);
+        return null;
+      }
+      const started = performance.now();
+      let settled = false;
+      const tx: Executor = {
+        query: (text, values) => {
+          if (settled)
+            return Promise.reject(
+              new SagaError(
+                "INVALID_STATE",
+                "ctx.tx used after the step ended; await every query inside execute",
+              ),
+            );
+          return db.query(text, values);
+        },
+      };
+      if (claim.step.timeoutMs !== undefined)
+        await db.query(`set local statement_timeout = ${Math.max(1, claim.step.timeoutMs)}`);
+      await db.query("savepoint saga_step");
+      const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
+      const call = () => claim.step.execute(claim.data, ctx);
+      const probe = env.observeStep?.(def, id, claim, db);
+      const outcome = storable(
+        claim,
+        await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs),
+      );
+      settled = true;
+      const durationMs = Math.round(performance.now() - started);
+      probe?.end(outcome, durationMs);
+      await db.query(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
+      if (claim.step.timeoutMs !== undefined) await db.query("set local statement_timeout = default");
+      record(t, def, env, claim, outcome, durationMs);
+      return env.stopping ? handOver(t) : planNext(t, def, env);
+    },
+    jobId,
+  );
 }
 
 /** A stopping worker takes no next claim: a job hands the saga's next piece of work to another worker. */

@@ -19,6 +19,7 @@ export class Transition {
   private readonly events: EventRow[] = [];
   private readonly jobs: JobSpec[] = [];
   private notify: string | null = null;
+  private doneJob: string | null = null;
 
   constructor(readonly saga: LockedSaga) {}
 
@@ -98,6 +99,14 @@ export class Transition {
     this.jobs.push(delayMs > 0 ? { payload, delay_ms: delayMs } : { payload });
   }
 
+  /**
+   * Ends the graphile-worker job running this transition in the same commit. Only with something else to write:
+   * a transition is never committed just for this (graphile-worker completes the job then).
+   */
+  finishJob(jobId: string): void {
+    this.doneJob = jobId;
+  }
+
   /** Wakes the workers that run this saga's handlers (cancel, deadline): they abort their signals. */
   notifyControl(message: Record<string, unknown>): void {
     this.notify = JSON.stringify({ id: this.saga.id, ...message });
@@ -110,7 +119,11 @@ export class Transition {
 
   /** Scheduled job delays, for local wake-up timers. */
   get delayedJobs(): number[] {
-    return this.jobs.flatMap((j) => (j.delay_ms ? [j.delay_ms] : []));
+    return this.jobs.flatMap((j) => ("delay_ms" in j && j.delay_ms ? [j.delay_ms] : []));
+  }
+
+  private get jobWrites(): JobSpec[] {
+    return this.doneJob === null ? this.jobs : [...this.jobs, { done: this.doneJob }];
   }
 
   /** Writes the transition inside a transaction that already holds the instance row lock. */
@@ -123,7 +136,7 @@ export class Transition {
       this.instance,
       [...this.stepPatches.values()],
       this.events,
-      this.jobs,
+      this.jobWrites,
       this.notify,
     );
   }
@@ -144,7 +157,7 @@ export class Transition {
       this.instance,
       [...this.stepPatches.values()],
       this.events,
-      this.jobs,
+      this.jobWrites,
       this.notify,
     );
   }
