@@ -160,6 +160,27 @@ export async function xactCounts(o: BenchOptions): Promise<{ commits: number; ro
 }
 
 /**
+ * The server's WAL counters (pg_stat_wal, cluster-wide: other databases' writes count too). `syncs` is the
+ * number of WAL flushes to disk: on a server whose commits wait for the disk, what bounds the commit rate.
+ */
+export async function walCounts(o: BenchOptions): Promise<{ syncs: number; records: number; bytes: number }> {
+  const client = new pg.Client({ connectionString: o.adminUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ s: string; r: string; b: string }>(
+      "select wal_sync as s, wal_records as r, wal_bytes as b from pg_stat_wal",
+    );
+    return {
+      syncs: Number(rows[0]?.s ?? 0),
+      records: Number(rows[0]?.r ?? 0),
+      bytes: Number(rows[0]?.b ?? 0),
+    };
+  } finally {
+    await client.end();
+  }
+}
+
+/**
  * Commits between two readings. Backends flush their counters on exit, so a measured phase closes its
  * pools before the second reading; the short wait lets the exiting backends report.
  */

@@ -14,6 +14,7 @@ import {
   resetTables,
   settleStats,
   waitUntil,
+  walCounts,
   xactCounts,
 } from "./harness.js";
 import { probe } from "./sagas.js";
@@ -76,6 +77,7 @@ export async function runNaiveChain(o: BenchOptions, concurrency: number): Promi
   await seed.end();
   await settleStats();
   const before = await xactCounts(o);
+  const walBefore = await walCounts(o);
   probe.reset();
   queries.reset();
   const cpu0 = process.cpuUsage();
@@ -104,6 +106,7 @@ export async function runNaiveChain(o: BenchOptions, concurrency: number): Promi
   const cpu = process.cpuUsage(cpu0);
   await settleStats();
   const after = await xactCounts(o);
+  const walAfter = await walCounts(o);
   const seconds = (end - probe.firstCall) / 1000;
   return {
     sagas: n,
@@ -111,6 +114,8 @@ export async function runNaiveChain(o: BenchOptions, concurrency: number): Promi
     sagasPerSec: n / seconds,
     transitionsPerSec: (3 * n) / seconds,
     commitsPerSaga: (after.commits - before.commits - polls) / n + 1,
+    walSyncsPerSaga: (walAfter.syncs - walBefore.syncs) / n,
+    walRecordsPerSaga: (walAfter.records - walBefore.records) / n,
     roundTripsPerSaga: roundTrips / n,
     nodeCpuMsPerSaga: (cpu.user + cpu.system) / 1000 / n,
     pgCpuMsPerSaga: (pgCpu * 1000) / n,

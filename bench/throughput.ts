@@ -14,6 +14,7 @@ import {
   backendCpuSeconds,
   settleStats,
   waitUntil,
+  walCounts,
   xactCounts,
 } from "./harness.js";
 import { fmt } from "./stats.js";
@@ -26,6 +27,9 @@ export interface RunResult {
   transitionsPerSec: number;
   /** Transactions committed per saga, the start's included. */
   commitsPerSaga: number;
+  /** WAL flushes and WAL records per saga (pg_stat_wal, cluster-wide). */
+  walSyncsPerSaga: number;
+  walRecordsPerSaga: number;
   /** Round trips per saga from this process (start excluded). */
   roundTripsPerSaga: number;
   /** CPU of this process (worker, bench probe) per saga. */
@@ -65,6 +69,7 @@ export async function runSagaThroughput(
   await startMany(o, saga, n);
   await settleStats();
   const before = await xactCounts(o);
+  const walBefore = await walCounts(o);
   probe.reset();
   queries.reset();
   const cpu0 = process.cpuUsage();
@@ -98,6 +103,7 @@ export async function runSagaThroughput(
   const cpu = process.cpuUsage(cpu0);
   await settleStats();
   const after = await xactCounts(o);
+  const walAfter = await walCounts(o);
   const seconds = (end - probe.firstCall) / 1000;
   return {
     sagas: n,
@@ -105,6 +111,8 @@ export async function runSagaThroughput(
     sagasPerSec: n / seconds,
     transitionsPerSec: (3 * n) / seconds,
     commitsPerSaga: (after.commits - before.commits - polls) / n + 1,
+    walSyncsPerSaga: (walAfter.syncs - walBefore.syncs) / n,
+    walRecordsPerSaga: (walAfter.records - walBefore.records) / n,
     roundTripsPerSaga: roundTrips / n,
     nodeCpuMsPerSaga: (cpu.user + cpu.system) / 1000 / n,
     pgCpuMsPerSaga: (pgCpu * 1000) / n,
@@ -195,6 +203,24 @@ export async function throughputScenario(o: BenchOptions, r: Results): Promise<v
       "commits",
       naive.map((x) => x.commitsPerSaga),
     );
+    for (const [label, runs] of [
+      ["pg-saga no-op", noop],
+      ["pg-saga transactional", tx],
+      ["naive chain", naive],
+    ] as const) {
+      r.add(
+        "commits",
+        `WAL flushes per saga, ${label}, c=${c}`,
+        "flushes",
+        runs.map((x) => x.walSyncsPerSaga),
+      );
+      r.add(
+        "commits",
+        `WAL records per saga, ${label}, c=${c}`,
+        "records",
+        runs.map((x) => x.walRecordsPerSaga),
+      );
+    }
     r.add(
       "commits",
       `round trips per saga, pg-saga no-op, c=${c}`,
