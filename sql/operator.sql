@@ -201,7 +201,8 @@ leases as (
     (array_agg(s.name order by s.index) filter (where l.id is null or s.lease_expires_at <= now()))[1] as lost_step,
     (array_agg(s.lease_owner order by s.index) filter (where l.id is null or s.lease_expires_at <= now()))[1] as lost_owner
   from saga.steps s left join live l on l.id = s.lease_owner
-  where s.lease_owner is not null and s.status in ('running', 'compensating')
+  -- 'failed': an attempt interrupted by a cancel or a deadline, whose compensation waits for it to end.
+  where s.lease_owner is not null and s.status in ('running', 'compensating', 'failed')
   group by s.saga_id
 ),
 waits as (

@@ -593,7 +593,7 @@ CREATE VIEW saga.stuck AS
             (array_agg(s.lease_owner ORDER BY s.index) FILTER (WHERE ((l.id IS NULL) OR (s.lease_expires_at <= now()))))[1] AS lost_owner
            FROM (saga.steps s
              LEFT JOIN live l ON ((l.id = s.lease_owner)))
-          WHERE ((s.lease_owner IS NOT NULL) AND (s.status = ANY (ARRAY['running'::text, 'compensating'::text])))
+          WHERE ((s.lease_owner IS NOT NULL) AND (s.status = ANY (ARRAY['running'::text, 'compensating'::text, 'failed'::text])))
           GROUP BY s.saga_id
         ), waits AS (
          SELECT s.saga_id,

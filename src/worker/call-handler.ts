@@ -16,13 +16,16 @@ export class AbortError extends Error {
 }
 
 /**
- * Calls a handler outside any transaction. It is not waited for past its timeout or an abort: the attempt
- * ends then, and whatever the handler returns later is ignored (and fenced out by the record).
+ * Calls a handler outside any transaction. It is not waited for past its timeout or a shutdown abort: the
+ * attempt ends then, and whatever the handler returns later is ignored (and fenced out by the record).
+ * After a cancel or a deadline (`SAGA_CANCELLED`, `SAGA_TIMEOUT`) the handler gets up to `graceMs` to return,
+ * since the step's compensation waits for its attempt to end: a handler that honours its signal ends at once.
  */
 export async function callHandler(
   fn: (signal: AbortSignal) => unknown,
   controller: AbortController,
   timeoutMs: number | undefined,
+  graceMs = 0,
 ): Promise<Outcome> {
   let timer: NodeJS.Timeout | undefined;
   const aborted = new Promise<Outcome>((resolve) => {
@@ -50,9 +53,22 @@ export async function callHandler(
       return { ok: false, error, kind: "error" };
     }
   })();
+  let returned = false;
+  void run.then(() => {
+    returned = true;
+  });
   try {
-    return await Promise.race([run, aborted]);
+    const outcome = await Promise.race([run, aborted]);
+    const reason: unknown = controller.signal.reason;
+    if (graceMs > 0 && !returned && reason instanceof AbortError && interrupted(reason.code)) {
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([run, new Promise((r) => (grace = setTimeout(r, graceMs)))]);
+      clearTimeout(grace);
+    }
+    return outcome;
   } finally {
     if (timer) clearTimeout(timer);
   }
 }
+
+const interrupted = (code: AbortCode | undefined) => code === "SAGA_CANCELLED" || code === "SAGA_TIMEOUT";

@@ -32,12 +32,14 @@ function compensable(t: Transition, def: AnySaga): StepRow[] {
 export function planCompensation(t: Transition, def: AnySaga, env: DecideEnv, only?: number): Claim | null {
   const strategy = def.compensation;
   const rows = compensable(t, def);
-  const inFlight = rows.filter((r) => r.status === "compensating" && r.lease_owner !== null);
+  // In flight: a compensation running, or an interrupted attempt that has not ended yet (still leased).
+  const inFlight = rows.filter(
+    (r) => (r.status === "compensating" || r.status === "failed") && r.lease_owner !== null,
+  );
   const exhausted = rows.filter((r) => r.status === "compensation_failed");
   const waiting = (r: StepRow) =>
     r.status === "succeeded" ||
-    r.status === "failed" ||
-    (r.status === "compensating" && r.lease_owner === null);
+    ((r.status === "failed" || r.status === "compensating") && r.lease_owner === null);
   const completed: CompletedStep[] = rows.map((r) => ({
     name: r.name,
     index: r.index,

@@ -80,6 +80,11 @@ export function planNext(t: Transition, def: AnySaga, env: DecideEnv, only?: num
 function recoverOwnLostLeases(t: Transition, def: AnySaga, env: DecideEnv): void {
   for (const row of t.saga.steps) {
     if (row.lease_owner !== env.workerId) continue;
+    if (row.status === "failed") {
+      // An interrupted attempt of ours whose end was not recorded: its compensation need not wait for it.
+      if (!env.isActive(t.saga.id, "execute", row.index)) releaseInterrupted(t, row);
+      continue;
+    }
     const kind = row.status === "running" ? "execute" : row.status === "compensating" ? "compensate" : null;
     const step = def.steps[row.index];
     if (!kind || !step || env.isActive(t.saga.id, kind, row.index)) continue;
@@ -105,6 +110,39 @@ export function isRetryable(step: StepDefinition, err: unknown): boolean {
       return false;
     }
   }
+  return true;
+}
+
+/** How long an interrupted attempt's lease shows as live in saga.stuck (the reaper goes by heartbeats). */
+const INTERRUPTED_LEASE_MS = 60_000;
+
+/**
+ * A cancel or a deadline fails the step in flight at once but leaves it leased to the worker running it: its
+ * compensation waits for that attempt to end (the handler returned or its grace passed, see callHandler), or
+ * for its worker to be found dead. This ends that wait.
+ */
+export function releaseInterrupted(t: Transition, row: StepRow): void {
+  t.patchStep({
+    index: row.index,
+    name: row.name,
+    status: "failed",
+    lease_owner: null,
+    fence: { status: "failed", attempt: row.attempt, lease_owner: row.lease_owner },
+  });
+}
+
+/** The interrupted attempt `claim` has ended: its step's compensation may go on. `false` when not ours. */
+export function endInterrupted(t: Transition, env: DecideEnv, claim: Claim): boolean {
+  const row = t.step(claim.index);
+  if (
+    claim.kind !== "execute" ||
+    !row ||
+    row.status !== "failed" ||
+    row.lease_owner !== env.workerId ||
+    row.attempt !== claim.attempt
+  )
+    return false;
+  releaseInterrupted(t, row);
   return true;
 }
 
@@ -252,7 +290,8 @@ export function recordFailure(
 
 /**
  * Cancel or deadline: a running saga stops moving forward and compensates. A step in flight is marked failed
- * with an unknown outcome (its late result is fenced out) and its worker is told to abort its signal.
+ * with an unknown outcome (its late result is fenced out) and its worker is told to abort its signal; its
+ * compensation starts once that attempt has ended (see releaseInterrupted).
  *
  * A transactional step's attempt that did not commit had no effect at all: its writes and its record share
  * one transaction, which runs under the instance row lock and checks the lease first. So a lost, timed-out
@@ -270,12 +309,17 @@ export function interrupt(
   const code = cause === "cancel" ? "CANCELLED" : "SAGA_TIMEOUT";
   const row = t.step(saga.current_step);
   if (row?.status === "running") {
-    const outcome = def.steps[row.index]?.transactional ? "failed" : "unknown";
+    const transactional = def.steps[row.index]?.transactional === true;
+    const outcome = transactional ? "failed" : "unknown";
     t.patchStep({
       index: row.index,
       name: row.name,
       status: "failed",
-      lease_owner: null,
+      // The handler may still be running: its worker keeps the lease until the attempt ends (releaseInterrupted),
+      // and the step's compensation waits for that. A transactional attempt has no effect until it commits.
+      ...(transactional
+        ? { lease_owner: null }
+        : { lease_owner: row.lease_owner, lease_ms: INTERRUPTED_LEASE_MS }),
       finished: true,
       error: { code, message: reason, type: "SagaError", retryable: false, outcome },
     });

@@ -3,7 +3,7 @@ import type { AnySaga } from "../definition.js";
 import { sqlState, withTransaction } from "../db.js";
 import type { Executor } from "../executor.js";
 import { lockInstance } from "../sql/lock-instance.js";
-import { type Claim, type DecideEnv, lostError, recordFailure } from "./decide.js";
+import { type Claim, type DecideEnv, lostError, recordFailure, releaseInterrupted } from "./decide.js";
 import { Transition } from "./transition.js";
 
 /** Any reaper in any process: one at a time, by a transaction-scoped advisory lock (never a session lock). */
@@ -177,6 +177,15 @@ async function recoverLocked(
   const row = t.step(orphan.index);
   const step = def.steps[orphan.index];
   if (!row || !step || row.lease_owner !== orphan.lease_owner) return false;
+  if (row.status === "failed") {
+    // An attempt interrupted by a cancel or a deadline whose worker is gone (or lost track of it): its
+    // compensation waited for it to end; it has.
+    if (self?.isActive(saga.id, "execute", row.index)) return false;
+    releaseInterrupted(t, row);
+    t.job({ id: saga.id });
+    await t.flush(db);
+    return true;
+  }
   const kind: Claim["kind"] = row.status === "running" ? "execute" : "compensate";
   // Checked again under the lock: a claim of ours is tracked before its commit.
   if (self?.isActive(saga.id, kind, row.index)) return false;

@@ -35,6 +35,11 @@ export interface WorkerOptions {
   /** How often this worker looks for dead workers, in ms. Default 5000. */
   reapInterval?: number;
   /**
+   * How long a step handler aborted by a cancel or the saga deadline may take to return, in ms: its step's
+   * compensation waits for it (a handler that honours `ctx.signal` returns at once). Default 5000.
+   */
+  abortGrace?: number;
+  /**
    * Prometheus metrics in a registry of this worker's own; with `port`, served at `/metrics` (and `/healthz`).
    * Off by default: then counting costs nothing.
    *
@@ -131,6 +136,7 @@ export async function startWorker(
     get stopping() {
       return stopping;
     },
+    abortGraceMs: options.abortGrace ?? 5_000,
     leaseMs: (step: StepDefinition) => (step.timeoutMs ?? 300_000) + deadAfterMs,
     isActive: (sagaId, kind, index) => {
       const key = activeKey(sagaId, kind, index);

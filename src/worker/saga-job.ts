@@ -7,7 +7,15 @@ import { isTransientDbError, withTransaction } from "../db.js";
 import { type LockedSaga, lockInstance, readSaga } from "../sql/lock-instance.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
-import { type Claim, type DecideEnv, planNext, recordFailure, recordSuccess, interrupt } from "./decide.js";
+import {
+  type Claim,
+  type DecideEnv,
+  endInterrupted,
+  interrupt,
+  planNext,
+  recordFailure,
+  recordSuccess,
+} from "./decide.js";
 import { Transition } from "./transition.js";
 import type { StepObserver } from "../observability/step-observer.js";
 
@@ -25,6 +33,8 @@ export interface WorkerEnv extends DecideEnv {
   pool: pg.Pool;
   logger: Logger;
   readonly stopping: boolean;
+  /** How long a handler aborted by a cancel or a deadline may take to return (see callHandler). */
+  abortGraceMs: number;
   track(sagaId: string, kind: Claim["kind"], index: number, controller: AbortController): () => void;
   /** Local wake-up timers for jobs scheduled later: the database row stays the source of truth. */
   wakeAfter(delaysMs: number[]): void;
@@ -278,7 +288,12 @@ async function runClaim(
     const probe = env.observeStep?.(def, id, claim);
     const outcome = storable(
       claim,
-      await callHandler(probe ? () => probe.run(call) : call, controller, timeoutMs),
+      await callHandler(
+        probe ? () => probe.run(call) : call,
+        controller,
+        timeoutMs,
+        claim.kind === "execute" ? env.abortGraceMs : 0,
+      ),
     );
     const durationMs = Math.round(performance.now() - started);
     probe?.end(outcome, durationMs);
@@ -290,6 +305,8 @@ async function runClaim(
       id,
       (t) => {
         applied = record(t, def, env, claim, outcome, durationMs);
+        // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
+        if (!applied) endInterrupted(t, env, claim);
         return env.stopping
           ? handOver(t)
           : planNext(
