@@ -65,6 +65,11 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .option("-c, --concurrency <n>", "jobs run at once", "10")
     .option("--poll-interval <ms>", "how often to look for jobs scheduled for later", "1000")
     .option("--shutdown-timeout <ms>", "on SIGTERM, how long running steps may take to finish", "10000")
+    .option(
+      "--abort-grace <ms>",
+      "how long a step aborted by a cancel or deadline may take to return before its compensation runs",
+      "5000",
+    )
     .option("--migrate", "migrate before starting")
     .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (0: any free port)")
     .action(run((cli, o: Parameters<typeof workerCommand>[1]) => workerCommand(cli, o)));

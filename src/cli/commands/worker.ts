@@ -19,6 +19,7 @@ export interface WorkerCommandOptions {
   concurrency: string;
   pollInterval: string;
   shutdownTimeout: string;
+  abortGrace: string;
   migrate?: boolean;
   metricsPort?: string;
 }
@@ -91,6 +92,7 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
   const concurrency = parseInteger(o.concurrency, "--concurrency", 1, 1000);
   const pollInterval = parseInteger(o.pollInterval, "--poll-interval", 10);
   const shutdownTimeout = parseInteger(o.shutdownTimeout, "--shutdown-timeout", 0);
+  const abortGrace = parseInteger(o.abortGrace, "--abort-grace", 0);
   const metricsPort =
     o.metricsPort === undefined ? undefined : parseInteger(o.metricsPort, "--metrics-port", 0, 65_535);
   const sagas = await loadSagas(o.sagas);
@@ -105,6 +107,7 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
     const worker = await engine.runWorker({
       concurrency,
       pollInterval,
+      abortGrace,
       ...(metricsPort === undefined ? {} : { metrics: { port: metricsPort } }),
     });
     const keys = sagas.map((s) => `${s.name}@${s.version}`);
