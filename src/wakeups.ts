@@ -40,8 +40,9 @@ export class Wakeups {
     this.#schedule();
   }
 
-  /** Waits for the wake-ups already on their way. */
+  /** Sends what is still waiting for its tick, and waits for every wake-up on its way. */
   async close(): Promise<void> {
+    if (this.#scheduled) this.#flush();
     await Promise.all(this.#sending);
   }
 
@@ -52,6 +53,7 @@ export class Wakeups {
   }
 
   #flush(): void {
+    if (!this.#scheduled) return;
     this.#scheduled = false;
     const notices: [string, string][] = [];
     if (this.#sagas > 0) notices.push([JOBS_CHANNEL, JSON.stringify({ count: this.#sagas })]);
