@@ -90,21 +90,30 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * Runs `fn` in a transaction on a pooled connection. Transient failures (by SQLSTATE/errno) are retried
  * with backoff up to `retries` times; `fn` must therefore decide from what it reads, not from memory.
+ *
+ * To save round trips, `open` (SQL without parameters) is sent with BEGIN in one message, and `fn` receives
+ * its results; statements `fn` pushes into `close` are sent with COMMIT in one message.
  */
 export async function withTransaction<T>(
   pool: pg.Pool,
-  fn: (db: pg.PoolClient & Executor) => Promise<T>,
+  fn: (db: pg.PoolClient & Executor, opened: pg.QueryResult[], close: string[]) => Promise<T>,
   retries = 10,
+  open?: string,
 ): Promise<T> {
+  // Every transition decides from rows read after its lock: READ COMMITTED, whatever the server default.
+  const begin = "begin isolation level read committed";
   for (let attempt = 0; ; attempt++) {
     let client: pg.PoolClient | undefined;
     let broken = false;
     try {
       client = await pool.connect();
-      // Every transition decides from rows read after its lock: READ COMMITTED, whatever the server default.
-      await client.query("begin isolation level read committed");
-      const result = await fn(client as pg.PoolClient & Executor);
-      await client.query("commit");
+      const opened =
+        open === undefined
+          ? [await client.query(begin)]
+          : ([] as pg.QueryResult[]).concat(await client.query(`${begin};\n${open}`));
+      const close: string[] = [];
+      const result = await fn(client as pg.PoolClient & Executor, opened.slice(1), close);
+      await client.query([...close, "commit"].join(";\n"));
       return result;
     } catch (err) {
       if (client) {

@@ -37,7 +37,28 @@ const payment = defineSaga({ name: "payment", input, retry: retry.fixed({ maxAtt
   },
 );
 
-const harness = useEngine(db, () => [payment]);
+/** A transactional step whose query outlives the step's timeout once, then succeeds. */
+const slowWrite = defineSaga({
+  name: "slow-write",
+  input: z.object({ account: z.string() }),
+  retry: retry.fixed({ maxAttempts: 2, delay: 5 }),
+}).step("write", {
+  transactional: true,
+  timeout: 300,
+  execute: async (data, ctx) => {
+    await ctx.tx.query("insert into ledger (saga_id, account, amount) values ($1, $2, $3)", [
+      ctx.sagaId,
+      data.account,
+      ctx.attempt,
+    ]);
+    // The statement timeout set for the step cancels this query: the attempt fails, its insert rolls back.
+    if (ctx.attempt === 1) await ctx.tx.query("select pg_sleep(30)");
+    const { rows } = await ctx.tx.query<{ t: string }>("select current_setting('statement_timeout') as t");
+    return { ...data, timeoutInStep: rows[0]!.t };
+  },
+});
+
+const harness = useEngine(db, () => [payment, slowWrite]);
 const e = () => harness.engine;
 
 beforeAll(async () => {
@@ -79,6 +100,21 @@ describe("transactional steps", () => {
     expect(done.steps[0]).toMatchObject({ status: "failed", attempt: 1 });
     expect(done.error).toMatchObject({ code: "REJECTED" });
     expect(await state(id, "b")).toEqual({ ledgerRows: 0, balance: 1000 });
+  });
+
+  it("are bounded by their timeout inside the database: the slow attempt rolls back, the retry commits", async () => {
+    const { id } = await e().start(slowWrite, { account: "d" });
+    const done = await e().waitFor(id, { timeoutMs: 20_000 });
+    expect(done.state).toBe("completed");
+    expect(done.result).toMatchObject({ timeoutInStep: "300ms" });
+    const retried = await db.pool.query<{ payload: { error: { outcome: string } } }>(
+      "select payload from saga.events where saga_id = $1 and type = 'saga.step.retrying'",
+      [id],
+    );
+    // Its writes and its record share one transaction: the attempt that timed out had no effect.
+    expect(retried.rows.map((r) => r.payload.error.outcome)).toEqual(["failed"]);
+    const ledger = await db.pool.query("select amount from ledger where saga_id = $1", [id]);
+    expect(ledger.rows).toEqual([{ amount: 2 }]);
   });
 
   it("take effect exactly once across a retry", async () => {

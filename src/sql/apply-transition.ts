@@ -1,3 +1,4 @@
+import { escapeLiteral } from "pg";
 import type { Executor } from "../executor.js";
 import type { LockedSaga } from "./lock-instance.js";
 
@@ -51,6 +52,22 @@ export async function applyTransition(
     JSON.stringify(jobs),
     notify,
   ]);
+}
+
+/**
+ * The same call as {@link applyTransition}, as SQL text with its values as literals: for a transaction that
+ * sends it in one message with other statements (and COMMIT) to save round trips.
+ */
+export function applyTransitionSql(
+  id: string,
+  instance: Record<string, unknown>,
+  steps: StepPatch[],
+  events: EventRow[],
+  jobs: JobSpec[],
+  notify: string | null,
+): string {
+  const json = (value: unknown) => `${escapeLiteral(JSON.stringify(value))}::jsonb`;
+  return `select saga._apply(${escapeLiteral(id)}::uuid, ${json(instance)}, ${json(steps)}, ${json(events)}, ${json(jobs)}, ${notify === null ? "null" : escapeLiteral(notify)}::text)`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { escapeLiteral } from "pg";
 import type { Executor } from "../executor.js";
 
 /** A saga as a transition sees it, instance row locked. Step outputs are not loaded: they can be large. */
@@ -69,6 +70,11 @@ export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set([
 export async function lockInstance(db: Executor, id: string): Promise<LockedSaga | null> {
   const { rows } = await db.query<{ saga: LockedSaga | null }>("select saga._lock($1::uuid) as saga", [id]);
   return rows[0]?.saga ?? null;
+}
+
+/** {@link lockInstance} as SQL text (the id as a literal), to send with BEGIN in one message. */
+export function lockInstanceSql(id: string): string {
+  return `select saga._lock(${escapeLiteral(id)}::uuid) as saga`;
 }
 
 /** Reads one saga without locking it, for an optimistic transition (see Transition.commit). */

@@ -4,7 +4,7 @@ import { BusinessError, SagaError, toStoredError } from "../errors.js";
 import type { Executor } from "../executor.js";
 import { type Logger, scopedLogger } from "../logger.js";
 import { isTransientDbError, withTransaction } from "../db.js";
-import { type LockedSaga, lockInstance, readSaga } from "../sql/lock-instance.js";
+import { type LockedSaga, lockInstanceSql, readSaga } from "../sql/lock-instance.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
 import {
@@ -109,41 +109,45 @@ async function transition(
 
 /**
  * A transition inside an explicit transaction that holds the instance row lock: for transactional steps,
- * whose handler writes on the same transaction. `null` when the saga does not exist.
+ * whose handler writes on the same transaction. `null` when the saga does not exist. Round trips: BEGIN, the
+ * lock and `prelude` in one message; whatever `decide` sends (the handler's queries); then the statements
+ * `decide` pushes into `close`, the transition's writes and COMMIT in one message.
  */
 async function lockedTransition(
   env: WorkerEnv,
   id: string,
-  decide: (t: Transition, db: Executor) => Promise<Claim | null | void> | Claim | null | void,
+  decide: (t: Transition, db: Executor, close: string[]) => Promise<Claim | null | void>,
   jobId?: string,
+  prelude?: string,
 ): Promise<Held | null> {
   let delays: number[] = [];
   // A claim tracked by an attempt whose commit failed is no longer ours to run: a retry of the transaction
   // (or a later one) finds the lease untracked and writes the attempt off as lost.
   let pending: Held | null = null;
-  const result = await withTransaction(env.pool, async (db) => {
-    pending?.untrack();
-    pending = null;
-    const saga = await lockInstance(db, id);
-    if (!saga) return null;
-    const t = new Transition(saga);
-    const claim = (await decide(t, db)) ?? null;
-    let held: Held | null = null;
-    if (claim) {
-      const controller = new AbortController();
-      held = { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
-      pending = held;
-    } else if (jobId !== undefined) t.finishJob(jobId);
-    try {
-      await t.flush(db);
-    } catch (err) {
-      held?.untrack();
-      throw err;
-    }
-    delays = t.delayedJobs;
-    env.onTransition?.(t);
-    return held;
-  }).catch((err: unknown) => {
+  const result = await withTransaction(
+    env.pool,
+    async (db, opened, close) => {
+      pending?.untrack();
+      pending = null;
+      const saga = (opened[0]?.rows[0] as { saga: LockedSaga | null } | undefined)?.saga ?? null;
+      if (!saga) return null;
+      const t = new Transition(saga);
+      const claim = (await decide(t, db, close)) ?? null;
+      let held: Held | null = null;
+      if (claim) {
+        const controller = new AbortController();
+        held = { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
+        pending = held;
+      } else if (jobId !== undefined) t.finishJob(jobId);
+      const writes = t.flushSql();
+      if (writes !== null) close.push(writes);
+      delays = t.delayedJobs;
+      env.onTransition?.(t);
+      return held;
+    },
+    10,
+    `${lockInstanceSql(id)}${prelude === undefined ? "" : `;\n${prelude}`}`,
+  ).catch((err: unknown) => {
     (pending as Held | null)?.untrack();
     throw err;
   });
@@ -369,10 +373,14 @@ async function runTransactional(
   logger: Logger,
   jobId: string | undefined,
 ): Promise<Held | null> {
+  // The statement timeout bounds the handler's queries; the savepoint keeps the failure record when the
+  // handler's writes roll back. Both go with BEGIN and the lock, and end with the record and COMMIT.
+  const timeoutMs = claim.step.timeoutMs;
+  const prelude = `${timeoutMs === undefined ? "" : `set local statement_timeout = ${Math.max(1, timeoutMs)};\n`}savepoint saga_step`;
   return lockedTransition(
     env,
     id,
-    async (t, db) => {
+    async (t, db, close) => {
       if (!recordable(t, env, claim)) {
         env.onDiscarded(claim);
         return null;
@@ -391,9 +399,6 @@ async function runTransactional(
           return db.query(text, values);
         },
       };
-      if (claim.step.timeoutMs !== undefined)
-        await db.query(`set local statement_timeout = ${Math.max(1, claim.step.timeoutMs)}`);
-      await db.query("savepoint saga_step");
       const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
       const call = () => claim.step.execute(claim.data, ctx);
       const probe = env.observeStep?.(def, id, claim, db);
@@ -404,12 +409,13 @@ async function runTransactional(
       settled = true;
       const durationMs = Math.round(performance.now() - started);
       probe?.end(outcome, durationMs);
-      await db.query(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
-      if (claim.step.timeoutMs !== undefined) await db.query("set local statement_timeout = default");
+      close.push(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
+      if (timeoutMs !== undefined) close.push("set local statement_timeout = default");
       record(t, def, env, claim, outcome, durationMs);
       return env.stopping ? handOver(t) : planNext(t, def, env);
     },
     jobId,
+    prelude,
   );
 }
 

@@ -4,6 +4,7 @@ import {
   type JobSpec,
   type StepPatch,
   applyTransition,
+  applyTransitionSql,
   commitTransition,
 } from "../sql/apply-transition.js";
 import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-instance.js";
@@ -132,6 +133,20 @@ export class Transition {
     if (this.events.length > 0) this.instance.seq = this.saga.seq;
     await applyTransition(
       db,
+      this.saga.id,
+      this.instance,
+      [...this.stepPatches.values()],
+      this.events,
+      this.jobWrites,
+      this.notify,
+    );
+  }
+
+  /** {@link flush} as SQL text, for a transaction that sends it with its COMMIT; `null` when nothing to write. */
+  flushSql(): string | null {
+    if (this.empty && this.notify === null) return null;
+    if (this.events.length > 0) this.instance.seq = this.saga.seq;
+    return applyTransitionSql(
       this.saga.id,
       this.instance,
       [...this.stepPatches.values()],
