@@ -45,8 +45,13 @@ const json = (run: Run) => {
   return JSON.parse(run.stdout) as Record<string, any>;
 };
 
-/** Resolves with the first stdout line that matches, collecting everything. */
-function waitForLine(child: ChildProcess, match: RegExp, timeoutMs = 40_000): Promise<string> {
+/** Resolves with the first line of `stream` (stdout by default) that matches, collecting everything. */
+function waitForLine(
+  child: ChildProcess,
+  match: RegExp,
+  timeoutMs = 40_000,
+  stream: "stdout" | "stderr" = "stdout",
+): Promise<string> {
   return new Promise((resolve, reject) => {
     let out = "";
     let err = "";
@@ -54,8 +59,10 @@ function waitForLine(child: ChildProcess, match: RegExp, timeoutMs = 40_000): Pr
       () => reject(new Error(`no line matching ${match} in ${timeoutMs} ms: ${out} ${err}`)),
       timeoutMs,
     );
-    child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
-    child.stdout?.on("data", (d: Buffer) => {
+    const [watched, other] =
+      stream === "stdout" ? [child.stdout, child.stderr] : [child.stderr, child.stdout];
+    other?.on("data", (d: Buffer) => (err += d.toString()));
+    watched?.on("data", (d: Buffer) => {
       out += d.toString();
       const line = out.split("\n").find((l) => match.test(l));
       if (line) {
@@ -237,6 +244,44 @@ describe("pg-saga CLI", () => {
     expect(unhealthy.code).toBe(1);
     expect(unhealthy.stdout).toMatch(/^UNHEALTHY/);
     expect(unhealthy.stdout).toMatch(/- no live worker/);
+  }, 120_000);
+
+  it("a second SIGTERM exits at once, though a step is still running", async () => {
+    const forced = spawnCli(
+      [
+        "worker",
+        "--sagas",
+        "test/fixtures/cli-sagas.ts",
+        "--poll-interval",
+        "100",
+        "--shutdown-timeout",
+        "60000",
+        "--json",
+      ],
+      { LOG_LEVEL: "info" },
+    );
+    const ready = JSON.parse(await waitForLine(forced, /"event":"ready"/)) as { workerId: string };
+    const { id } = await engine.start(cliOrder, { item: "held", holdMs: 60_000 });
+    await expect
+      .poll(
+        async () =>
+          (
+            await db.pool.query<{ owner: string | null }>(
+              "select lease_owner as owner from saga.steps where saga_id = $1 and name = 'pay'",
+              [id],
+            )
+          ).rows[0]?.owner,
+        { timeout: 30_000 },
+      )
+      .toBe(ready.workerId);
+    const stopping = waitForLine(forced, /stopping: no new work/, 40_000, "stderr");
+    forced.kill("SIGTERM");
+    await stopping;
+    forced.kill("SIGTERM");
+    // 128 + SIGTERM: the step it held keeps its lease, for another worker's reaper to recover.
+    expect(await exited(forced)).toBe(143);
+    expect((await engine.get(id))?.steps.find((s) => s.name === "pay")?.status).toBe("running");
+    await engine.cancel(id, "test over");
   }, 120_000);
 
   it("runs the demo: one order completes, one is compensated", async () => {
