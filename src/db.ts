@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { Executor } from "./executor.js";
+import type { Executor, QueryResult } from "./executor.js";
 
 /** SQLSTATE classes and errnos after which the same work may simply be tried again. */
 const TRANSIENT_SQLSTATE_CLASSES = new Set(["08", "53", "57"]); // connection, resources, operator intervention
@@ -27,11 +27,55 @@ export function isTransientDbError(err: unknown): boolean {
       if (code.length === 5 && TRANSIENT_SQLSTATE_CLASSES.has(code.slice(0, 2)) && code !== "57014")
         return true;
     }
-    // node-postgres reports a connection that went away, or a client left broken by it, without a code.
-    if (e instanceof Error && /^Connection terminated|connection error and is not queryable/.test(e.message))
-      return true;
   }
   return false;
+}
+
+/**
+ * A query failed because its connection ended under it (the server went away, the backend was terminated, the
+ * socket closed). node-postgres reports that without a SQLSTATE; this carries SQLSTATE 08006
+ * (connection_failure), so the error is classed by code like any other. Known from the client's own `error`
+ * and `end` events while the query ran, not from the message.
+ */
+export class ConnectionLostError extends Error {
+  readonly code = "08006";
+  constructor(cause: unknown) {
+    super(`the database connection was lost: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+    this.name = "ConnectionLostError";
+  }
+}
+
+/**
+ * Runs `use` on a client of `pool`. An error without a SQLSTATE thrown while the client's connection ended
+ * becomes a {@link ConnectionLostError}, and the client is destroyed rather than returned to the pool.
+ */
+export async function withClient<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let lost = false;
+  const onLost = () => {
+    lost = true;
+  };
+  client.on("error", onLost).on("end", onLost);
+  try {
+    return await use(client);
+  } catch (err) {
+    throw lost && sqlState(err) === undefined ? new ConnectionLostError(err) : err;
+  } finally {
+    client.off("error", onLost).off("end", onLost);
+    client.release(lost);
+  }
+}
+
+/** An executor over `pool` whose queries report a lost connection as {@link ConnectionLostError}. */
+export function lossAware(pool: pg.Pool): Executor {
+  return {
+    query: async <R>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>> => {
+      const result = await withClient(pool, (client) => client.query(text, values as unknown[] | undefined));
+      return result as unknown as QueryResult<R>;
+    },
+  };
 }
 
 let guards = 0;
@@ -103,31 +147,26 @@ export async function withTransaction<T>(
   // Every transition decides from rows read after its lock: READ COMMITTED, whatever the server default.
   const begin = "begin isolation level read committed";
   for (let attempt = 0; ; attempt++) {
-    let client: pg.PoolClient | undefined;
-    let broken = false;
     try {
-      client = await pool.connect();
-      const opened =
-        open === undefined
-          ? [await client.query(begin)]
-          : ([] as pg.QueryResult[]).concat(await client.query(`${begin};\n${open}`));
-      const close: string[] = [];
-      const result = await fn(client as pg.PoolClient & Executor, opened.slice(1), close);
-      await client.query([...close, "commit"].join(";\n"));
-      return result;
-    } catch (err) {
-      if (client) {
+      return await withClient(pool, async (client) => {
         try {
-          await client.query("rollback");
-        } catch {
-          broken = true;
+          const opened =
+            open === undefined
+              ? [await client.query(begin)]
+              : ([] as pg.QueryResult[]).concat(await client.query(`${begin};\n${open}`));
+          const close: string[] = [];
+          const result = await fn(client as pg.PoolClient & Executor, opened.slice(1), close);
+          await client.query([...close, "commit"].join(";\n"));
+          return result;
+        } catch (err) {
+          // A rollback that fails too means the connection is gone: withClient then destroys the client.
+          await client.query("rollback").catch(() => {});
+          throw err;
         }
-      }
+      });
+    } catch (err) {
       if (attempt >= retries || !isTransientDbError(err)) throw err;
-      broken = true;
       await sleep(Math.min(2_000, 25 * 2 ** attempt) * (0.5 + Math.random() / 2));
-    } finally {
-      client?.release(broken);
     }
   }
 }

@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { type Runner, type TaskList, type WorkerEvents, type WorkerPool, run } from "graphile-worker";
 import type pg from "pg";
 import type { AnySaga, StepDefinition } from "../definition.js";
-import { guardConnectionRejections } from "../db.js";
+import { guardConnectionRejections, lossAware } from "../db.js";
 import { SagaError } from "../errors.js";
 import { type Subscriber, createListener } from "../listen.js";
 import type { Logger } from "../logger.js";
@@ -131,6 +131,7 @@ export async function startWorker(
 
   const env: WorkerEnv = {
     pool,
+    db: lossAware(pool),
     logger,
     workerId: id,
     get stopping() {

@@ -31,6 +31,8 @@ export interface SagaJobPayload {
 /** What the step loop needs from the worker that runs it. */
 export interface WorkerEnv extends DecideEnv {
   pool: pg.Pool;
+  /** `pool`, with a lost connection reported as ConnectionLostError (SQLSTATE 08006): see db.ts. */
+  db: Executor;
   logger: Logger;
   readonly stopping: boolean;
   /** How long a handler aborted by a cancel or a deadline may take to return (see callHandler). */
@@ -165,7 +167,7 @@ async function runClaim(
     const data =
       claim.kind === "execute"
         ? claim.data
-        : await loadCompensationData(env.pool, id, claim.index, claim.outcome === "succeeded");
+        : await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded");
     const ctx = context(def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);

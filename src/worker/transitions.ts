@@ -38,7 +38,7 @@ export async function transition(
   known?: LockedSaga,
   jobId?: string,
 ): Promise<Held | null> {
-  let saga = known ?? (await readSaga(env.pool, id));
+  let saga = known ?? (await readSaga(env.db, id));
   for (let failures = 0; saga;) {
     const t = new Transition(saga);
     const held = hold(env, id, decide(t) ?? null);
@@ -46,13 +46,13 @@ export async function transition(
     if (!held && jobId !== undefined) t.finishJob(jobId);
     let result: Awaited<ReturnType<Transition["commit"]>>;
     try {
-      result = await t.commit(env.pool);
+      result = await t.commit(env.db);
     } catch (err) {
       held?.untrack();
       // Committed or not, the saga's version tells: decide again from what is there now.
       if (!isTransientDbError(err) || ++failures > 8) throw err;
       await new Promise((r) => setTimeout(r, Math.min(2_000, 25 * 2 ** failures)));
-      saga = await readSaga(env.pool, id);
+      saga = await readSaga(env.db, id);
       continue;
     }
     if (!result) {
