@@ -212,6 +212,33 @@ describe("subscriptions", () => {
     }
   });
 
+  it("a durable subscription drains a backlog in growing batches, and a fixed batchSize stays fixed", async () => {
+    await insertEvents(db.pool, "backlog.item", 3_000);
+    const seen = { adaptive: new Set<number>(), fixed: new Set<number>() };
+    const adaptive = engine.subscribe({ types: ["backlog.item"] }, (e) => void seen.adaptive.add(e.id), {
+      durable: "backlog-adaptive",
+      pollInterval: 50,
+    });
+    const fixed = engine.subscribe({ types: ["backlog.item"] }, (e) => void seen.fixed.add(e.id), {
+      durable: "backlog-fixed",
+      batchSize: 100,
+      pollInterval: 50,
+    });
+    try {
+      await waitUntil("both drained", () => seen.adaptive.size === 3_000 && seen.fixed.size === 3_000);
+      await waitUntil("cursors committed", async () => (await adaptive.metrics()).lagMs === 0);
+      const [a, f] = [await adaptive.metrics(), await fixed.metrics()];
+      // 100, 200, 400, 800, then 1,000 at a time: far fewer cursor commits than 30 batches of 100.
+      expect(a.delivered).toBe(3_000);
+      expect(a.averageBatchSize).toBeGreaterThan(300);
+      expect(f.averageBatchSize).toBeLessThanOrEqual(100);
+      expect(f.batches).toBeGreaterThanOrEqual(30);
+    } finally {
+      await adaptive.close();
+      await fixed.close();
+    }
+  });
+
   it("a worker's relay delivers each saga's events in seq order to durable and LISTEN-only subscribers", async () => {
     const durable: SagaEvent[] = [];
     const live: SagaEvent[] = [];

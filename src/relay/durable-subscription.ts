@@ -131,10 +131,14 @@ export function startDurable(
     return to;
   }
 
+  // One cursor commit per batch bounds the drain rate; a crash redelivers at most one batch. So a batch starts
+  // small and doubles while each comes back full (a backlog), up to maxBatchSize; it is small again once caught up.
+  let size = options.batchSize;
+
   /** One batch: read, handle, commit the cursor. True when there is more to read right away. */
   async function batch(mine: number): Promise<boolean> {
-    const scanLimit = options.batchSize * SCAN_FACTOR;
-    const rows = await readOutbox(pool, cursor, options.filter, options.batchSize, scanLimit);
+    const scanLimit = size * SCAN_FACTOR;
+    const rows = await readOutbox(pool, cursor, options.filter, size, scanLimit);
     if (rows.length === 0) return false;
     const events = inSagaOrder(rows.filter((r) => r.matches).map(eventFromRow));
     const handled = new Set<number>();
@@ -169,9 +173,9 @@ export function startDurable(
       return false;
     }
     cursor = to;
-    return (
-      handled.size === events.length && (events.length === options.batchSize || rows.length === scanLimit)
-    );
+    const more = handled.size === events.length && (events.length === size || rows.length === scanLimit);
+    size = more ? Math.min(size * 2, Math.max(options.maxBatchSize, options.batchSize)) : options.batchSize;
+    return more;
   }
 
   async function redrive(mine: number): Promise<void> {

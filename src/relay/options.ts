@@ -14,7 +14,9 @@ export interface ResolvedSubscribe {
   readonly filter: ResolvedFilter;
   readonly durable: string | null;
   readonly fromNow: boolean;
+  /** The first batch's size; while a backlog remains, batches grow up to `maxBatchSize`. */
   readonly batchSize: number;
+  readonly maxBatchSize: number;
   readonly retry: RetryPolicy;
   readonly leaseMs: number;
   readonly pollMs: number;
@@ -39,6 +41,8 @@ export const RELAY_CURSOR = "$relay";
 
 const DEFAULTS = Object.freeze({
   batchSize: 100,
+  // Without an explicit batchSize a durable subscription's batch doubles while a backlog remains, up to this.
+  maxBatchSize: 1_000,
   maxAttempts: 5,
   leaseMs: 15_000,
   pollMs: 1_000,
@@ -103,6 +107,7 @@ export function resolveSubscribe(filter: EventFilter, options: SubscribeOptions)
     durable,
     fromNow: o.from === "now",
     batchSize: positiveInt(o.batchSize, "batchSize", DEFAULTS.batchSize, 10_000),
+    maxBatchSize: o.batchSize === undefined ? DEFAULTS.maxBatchSize : (o.batchSize as number),
     retry: Object.freeze({ ...base, maxAttempts }),
     leaseMs: Math.max(100, o.lease === undefined ? DEFAULTS.leaseMs : duration(o.lease, "lease")),
     pollMs: Math.max(

@@ -40,7 +40,10 @@ export interface SubscribeOptions {
   durable?: string;
   /** Durable: where a new subscription starts: the oldest retained event (default) or `"now"`. */
   from?: "oldest" | "now";
-  /** Durable: events read and handled per cursor commit. Default 100. */
+  /**
+   * Durable: events read and handled per cursor commit, fixed. Without it a batch starts at 100 and doubles
+   * while each comes back full (a backlog), up to 1,000.
+   */
   batchSize?: number;
   /** Durable: calls of the handler per event before it becomes a dead letter. Default 5 (or `retry`'s). */
   maxAttempts?: number;
