@@ -98,13 +98,9 @@ export async function lockedTransition(
       const saga = (opened[0]?.rows[0] as { saga: LockedSaga | null } | undefined)?.saga ?? null;
       if (!saga) return null;
       const t = new Transition(saga);
-      const claim = (await decide(t, db, close)) ?? null;
-      let held: Held | null = null;
-      if (claim) {
-        const controller = new AbortController();
-        held = { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
-        pending = held;
-      } else if (jobId !== undefined) t.finishJob(jobId);
+      const held = hold(env, id, (await decide(t, db, close)) ?? null);
+      pending = held;
+      if (!held && jobId !== undefined) t.finishJob(jobId);
       const writes = t.flushSql();
       if (writes !== null) close.push(writes);
       delays = t.delayedJobs;
