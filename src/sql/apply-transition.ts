@@ -34,40 +34,41 @@ export interface EventRow {
 /** A job to queue, or (`done`) the id of the running job this transition ends. */
 export type JobSpec = { payload: Record<string, unknown>; delay_ms?: number } | { done: string };
 
+/** Everything one transition writes, as saga._apply and saga._transition take it. */
+export interface TransitionWrites {
+  instance: Record<string, unknown>;
+  steps: StepPatch[];
+  events: EventRow[];
+  jobs: JobSpec[];
+  notify: string | null;
+}
+
+const APPLY_SQL = "select saga._apply($1::uuid, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6::text)";
+
+const applyValues = (id: string, w: TransitionWrites): (string | null)[] => [
+  id,
+  JSON.stringify(w.instance),
+  JSON.stringify(w.steps),
+  JSON.stringify(w.events),
+  JSON.stringify(w.jobs),
+  w.notify,
+];
+
 /** Writes a whole transition in one round trip (saga._apply, sql/functions.sql). */
-export async function applyTransition(
-  db: Executor,
-  id: string,
-  instance: Record<string, unknown>,
-  steps: StepPatch[],
-  events: EventRow[],
-  jobs: JobSpec[],
-  notify: string | null,
-): Promise<void> {
-  await db.query("select saga._apply($1::uuid, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6::text)", [
-    id,
-    JSON.stringify(instance),
-    JSON.stringify(steps),
-    JSON.stringify(events),
-    JSON.stringify(jobs),
-    notify,
-  ]);
+export async function applyTransition(db: Executor, id: string, writes: TransitionWrites): Promise<void> {
+  await db.query(APPLY_SQL, applyValues(id, writes));
 }
 
 /**
  * The same call as {@link applyTransition}, as SQL text with its values as literals: for a transaction that
  * sends it in one message with other statements (and COMMIT) to save round trips.
  */
-export function applyTransitionSql(
-  id: string,
-  instance: Record<string, unknown>,
-  steps: StepPatch[],
-  events: EventRow[],
-  jobs: JobSpec[],
-  notify: string | null,
-): string {
-  const json = (value: unknown) => `${escapeLiteral(JSON.stringify(value))}::jsonb`;
-  return `select saga._apply(${escapeLiteral(id)}::uuid, ${json(instance)}, ${json(steps)}, ${json(events)}, ${json(jobs)}, ${notify === null ? "null" : escapeLiteral(notify)}::text)`;
+export function applyTransitionSql(id: string, writes: TransitionWrites): string {
+  const values = applyValues(id, writes);
+  return APPLY_SQL.replace(/\$(\d)/g, (_, n: string) => {
+    const value = values[Number(n) - 1];
+    return value === null || value === undefined ? "null" : escapeLiteral(value);
+  });
 }
 
 /**
@@ -78,23 +79,12 @@ export async function commitTransition(
   db: Executor,
   id: string,
   xmin: string,
-  instance: Record<string, unknown>,
-  steps: StepPatch[],
-  events: EventRow[],
-  jobs: JobSpec[],
-  notify: string | null,
+  writes: TransitionWrites,
 ): Promise<{ applied: boolean; saga: LockedSaga } | null> {
+  const [, ...rest] = applyValues(id, writes);
   const { rows } = await db.query<{ result: { applied: boolean; saga: LockedSaga } | null }>(
     "select saga._transition($1::uuid, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb, $7::text) as result",
-    [
-      id,
-      xmin,
-      JSON.stringify(instance),
-      JSON.stringify(steps),
-      JSON.stringify(events),
-      JSON.stringify(jobs),
-      notify,
-    ],
+    [id, xmin, ...rest],
   );
   return rows[0]?.result ?? null;
 }

@@ -177,22 +177,18 @@ async function recoverLocked(
   const row = t.step(orphan.index);
   const step = def.steps[orphan.index];
   if (!row || !step || row.lease_owner !== orphan.lease_owner) return false;
-  if (row.status === "failed") {
-    // An attempt interrupted by a cancel or a deadline whose worker is gone (or lost track of it): its
-    // compensation waited for it to end; it has.
-    if (self?.isActive(saga.id, "execute", row.index)) return false;
-    releaseInterrupted(t, row);
-    t.job({ id: saga.id });
-    await t.flush(db);
-    return true;
-  }
-  const kind: Claim["kind"] = row.status === "running" ? "execute" : "compensate";
+  const kind: Claim["kind"] = row.status === "compensating" ? "compensate" : "execute";
   // Checked again under the lock: a claim of ours is tracked before its commit.
   if (self?.isActive(saga.id, kind, row.index)) return false;
-  const attempt = kind === "execute" ? row.attempt : row.compensation_attempt;
-  const env: DecideEnv = { workerId: orphan.lease_owner, leaseMs: () => 0, isActive: () => false };
-  if (!recordFailure(t, def, env, { kind, index: row.index, attempt, step }, lostError(), "lost"))
-    return false;
+  // A failed step still leased: an attempt interrupted by a cancel or a deadline whose worker is gone (or lost
+  // track of it). Its compensation waited for that attempt to end; it has.
+  if (row.status === "failed") releaseInterrupted(t, row);
+  else {
+    const attempt = kind === "execute" ? row.attempt : row.compensation_attempt;
+    const env: DecideEnv = { workerId: orphan.lease_owner, leaseMs: () => 0, isActive: () => false };
+    if (!recordFailure(t, def, env, { kind, index: row.index, attempt, step }, lostError(), "lost"))
+      return false;
+  }
   t.job(
     kind === "compensate" && def.compensation.concurrent ? { id: saga.id, step: row.index } : { id: saga.id },
   );

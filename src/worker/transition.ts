@@ -3,6 +3,7 @@ import {
   type EventRow,
   type JobSpec,
   type StepPatch,
+  type TransitionWrites,
   applyTransition,
   applyTransitionSql,
   commitTransition,
@@ -123,37 +124,29 @@ export class Transition {
     return this.jobs.flatMap((j) => ("delay_ms" in j && j.delay_ms ? [j.delay_ms] : []));
   }
 
-  private get jobWrites(): JobSpec[] {
-    return this.doneJob === null ? this.jobs : [...this.jobs, { done: this.doneJob }];
+  /** What this transition writes; `null` when nothing (a transition is never committed just to end its job). */
+  private writes(): TransitionWrites | null {
+    if (this.empty && this.notify === null) return null;
+    if (this.events.length > 0) this.instance.seq = this.saga.seq;
+    return {
+      instance: this.instance,
+      steps: [...this.stepPatches.values()],
+      events: this.events,
+      jobs: this.doneJob === null ? this.jobs : [...this.jobs, { done: this.doneJob }],
+      notify: this.notify,
+    };
   }
 
   /** Writes the transition inside a transaction that already holds the instance row lock. */
   async flush(db: Executor): Promise<void> {
-    if (this.empty && this.notify === null) return;
-    if (this.events.length > 0) this.instance.seq = this.saga.seq;
-    await applyTransition(
-      db,
-      this.saga.id,
-      this.instance,
-      [...this.stepPatches.values()],
-      this.events,
-      this.jobWrites,
-      this.notify,
-    );
+    const writes = this.writes();
+    if (writes) await applyTransition(db, this.saga.id, writes);
   }
 
   /** {@link flush} as SQL text, for a transaction that sends it with its COMMIT; `null` when nothing to write. */
   flushSql(): string | null {
-    if (this.empty && this.notify === null) return null;
-    if (this.events.length > 0) this.instance.seq = this.saga.seq;
-    return applyTransitionSql(
-      this.saga.id,
-      this.instance,
-      [...this.stepPatches.values()],
-      this.events,
-      this.jobWrites,
-      this.notify,
-    );
+    const writes = this.writes();
+    return writes ? applyTransitionSql(this.saga.id, writes) : null;
   }
 
   /**
@@ -163,17 +156,9 @@ export class Transition {
    * nothing to write writes nothing and returns the state it was decided from.
    */
   async commit(db: Executor): Promise<{ applied: boolean; saga: LockedSaga } | null> {
-    if (this.empty && this.notify === null) return { applied: true, saga: this.saga };
-    if (this.events.length > 0) this.instance.seq = this.saga.seq;
-    return commitTransition(
-      db,
-      this.saga.id,
-      this.saga.xmin,
-      this.instance,
-      [...this.stepPatches.values()],
-      this.events,
-      this.jobWrites,
-      this.notify,
-    );
+    const writes = this.writes();
+    return writes
+      ? commitTransition(db, this.saga.id, this.saga.xmin, writes)
+      : { applied: true, saga: this.saga };
   }
 }
