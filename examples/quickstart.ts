@@ -23,8 +23,10 @@ const checkout = defineSaga({
   .step("charge", {
     transactional: true, // runs on the engine's own transaction: exactly once with the step record
     execute: async (data, ctx) => {
-      const debit = "update quickstart.wallets set balance = balance - $1 where customer = $2 and balance >= $1";
-      const { rowCount } = await ctx.tx.query(debit, [data.amount, data.customer]);
+      const { rowCount } = await ctx.tx.query(
+        "update quickstart.wallets set balance = balance - $1 where customer = $2 and balance >= $1",
+        [data.amount, data.customer],
+      );
       if (rowCount === 0) throw new BusinessError("INSUFFICIENT_FUNDS", "balance too low");
       await ctx.tx.query("update quickstart.orders set paid = true where id = $1", [data.orderId]);
     },
