@@ -210,7 +210,7 @@ export async function startWorker(
       events,
       // A saga is one job however many steps it has, so graphile-worker's own commits (get_job, complete_job)
       // are a large share of each saga's: fetch up to `concurrency` jobs per get_job and complete the jobs
-      // that finish in the same tick in one statement (README, Performance). A job completed late by a crash
+      // that finish in the same tick in one statement (docs/performance.md). A job completed late by a crash
       // only runs its saga again, which finds nothing to do; the reaper unlocks jobs held by the pool's id.
       preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
     });
