@@ -465,6 +465,12 @@ CREATE SEQUENCE saga.__drizzle_migrations_id_seq
 
 ALTER SEQUENCE saga.__drizzle_migrations_id_seq OWNED BY saga.__drizzle_migrations.id;
 
+CREATE TABLE saga.__repeatable (
+    file text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 CREATE TABLE saga.dead_letters (
     id bigint NOT NULL,
     subscription text NOT NULL,
@@ -680,6 +686,9 @@ ALTER TABLE ONLY saga.__drizzle_migrations ALTER COLUMN id SET DEFAULT nextval('
 
 ALTER TABLE ONLY saga.__drizzle_migrations
     ADD CONSTRAINT __drizzle_migrations_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY saga.__repeatable
+    ADD CONSTRAINT __repeatable_pkey PRIMARY KEY (file);
 
 ALTER TABLE ONLY saga.dead_letters
     ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (id);

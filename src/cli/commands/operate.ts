@@ -6,11 +6,13 @@ import { formatError, paintState } from "../format.js";
 import { parseInteger } from "./read.js";
 
 export async function migrateCommand(cli: Cli): Promise<void> {
-  const { applied } = await migrate(cli.engine().pool);
-  cli.print({ applied }, () =>
-    applied === 0
+  const result = await migrate(cli.engine().pool);
+  const { applied, repeatable } = result;
+  cli.print(result, () =>
+    applied === 0 && repeatable.length === 0
       ? "schema saga is up to date"
-      : `applied ${applied} migration(s); schema saga is up to date`,
+      : `applied ${applied} table migration(s) and ${repeatable.length} sql file(s)` +
+        `${repeatable.length > 0 ? ` (${repeatable.join(", ")})` : ""}; schema saga is up to date`,
   );
 }
 
