@@ -374,6 +374,17 @@ begin
     using errcode = 'SG412';
 end $$;
 
+CREATE FUNCTION saga.schema_version() RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+  select jsonb_build_object(
+    'migrations', (select count(*) from saga.__drizzle_migrations),
+    'latest', (select max(created_at) from saga.__drizzle_migrations),
+    'version', (select r.version from saga.__repeatable r order by r.applied_at desc, r.file limit 1),
+    'files', (select coalesce(jsonb_object_agg(r.file, r.checksum), '{}'::jsonb) from saga.__repeatable r)
+  )
+$$;
+
 CREATE FUNCTION saga.start(p_name text, p_input jsonb, p_options jsonb DEFAULT '{}'::jsonb) RETURNS uuid
     LANGUAGE plpgsql
     AS $$
@@ -468,6 +479,7 @@ ALTER SEQUENCE saga.__drizzle_migrations_id_seq OWNED BY saga.__drizzle_migratio
 CREATE TABLE saga.__repeatable (
     file text NOT NULL,
     checksum text NOT NULL,
+    version text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
 

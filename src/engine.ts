@@ -5,6 +5,7 @@ import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { migrate } from "./migrate.js";
+import { assertSchemaCurrent, watchSchema } from "./schema-check.js";
 import { traceStart } from "./observability/tracing.js";
 import { type SagaInstance, toInstance } from "./instance-view.js";
 import { getSaga, listSagas } from "./sql/read-sagas.js";
@@ -282,6 +283,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         ? { connectionString: config.connectionString }
         : (pool.options as pg.ClientConfig);
       try {
+        await assertSchemaCurrent(workerPool ?? pool);
         // /healthz next to /metrics answers with engine.health().
         const worker = await startWorker(
           workerPool ?? pool,
@@ -292,19 +294,31 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           () => engine.health(),
         );
         let stopped: Promise<void> | undefined;
+        let endedWith: SagaError | null = null;
+        let resolveEnded: (reason: SagaError | null) => void = () => {};
+        const ended = new Promise<SagaError | null>((r) => (resolveEnded = r));
         // Idempotent: every caller (and close()) waits for the same shutdown.
         const stop = (stopOptions?: { timeoutMs?: number }) =>
           (stopped ??= (async () => {
             workers.delete(stop);
+            unwatch();
             await worker.stop(stopOptions);
             await workerPool?.end();
+            resolveEnded(endedWith);
           })());
+        // A newer release migrated the database: its workers advance the sagas from now on.
+        const unwatch = watchSchema(workerPool ?? pool, workerOptions.schemaCheckInterval ?? 10_000, (err) => {
+          endedWith = err;
+          logger.error(err.message, { code: err.code });
+          void stop();
+        });
         workers.add(stop);
         return {
           id: worker.id,
           stats: worker.stats,
           metrics: worker.metrics,
           stop,
+          ended,
         };
       } catch (err) {
         await workerPool?.end();

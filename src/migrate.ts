@@ -1,7 +1,7 @@
 import { Logger as WorkerLogger, runMigrations as runWorkerMigrations } from "graphile-worker";
 import type pg from "pg";
 import { SagaError } from "./errors.js";
-import { type MigrationPlan, MIGRATIONS_FOLDER, planMigration } from "./migration-plan.js";
+import { type MigrationPlan, MIGRATIONS_FOLDER, PACKAGE_VERSION, isNewer, planMigration } from "./migration-plan.js";
 import { REPEATABLE_TABLE_SQL } from "./repeatable.js";
 
 export { MIGRATIONS_FOLDER };
@@ -66,13 +66,19 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
 
 /** Code older than the database would put back functions the newer tables no longer match. */
 function refuseNewerSchema(plan: MigrationPlan): void {
-  if (plan.unknown.length === 0) return;
-  throw new SagaError(
-    "SCHEMA_NEWER",
-    `schema saga has ${plan.unknown.length} migration(s) this version of pg-saga does not know (${plan.unknown.join(", ")}): ` +
-      "it was migrated by a newer pg-saga; upgrade this application instead of migrating with it",
-    { details: { unknown: plan.unknown } },
-  );
+  if (!isNewer(plan)) return;
+  throw new SagaError("SCHEMA_NEWER", `${describeNewer(plan)}; upgrade this application instead of migrating with it`, {
+    details: { unknown: plan.unknown, newerVersion: plan.newerVersion },
+  });
+}
+
+/** Why the database is newer than this code, for messages. */
+export function describeNewer(plan: MigrationPlan): string {
+  const why =
+    plan.newerVersion !== null
+      ? `pg-saga ${plan.newerVersion} migrated it`
+      : `it has ${plan.unknown.length} table migration(s) this version does not know (${plan.unknown.join(", ")})`;
+  return `schema saga is newer than this pg-saga ${PACKAGE_VERSION}: ${why}`;
 }
 
 async function apply(client: pg.PoolClient, plan: MigrationPlan): Promise<MigrateResult> {
@@ -86,9 +92,9 @@ async function apply(client: pg.PoolClient, plan: MigrationPlan): Promise<Migrat
   for (const file of plan.files) {
     await run(client, file.statements, `sql/${file.name}`);
     await client.query(
-      `insert into saga.__repeatable (file, checksum) values ($1, $2)
-       on conflict (file) do update set checksum = excluded.checksum, applied_at = now()`,
-      [file.name, file.checksum],
+      `insert into saga.__repeatable (file, checksum, version) values ($1, $2, $3)
+       on conflict (file) do update set checksum = excluded.checksum, version = excluded.version, applied_at = now()`,
+      [file.name, file.checksum, PACKAGE_VERSION],
     );
   }
   if (plan.forgotten.length > 0)

@@ -50,6 +50,7 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
   program
     .command("migrate")
     .description("install or upgrade schema saga and graphile-worker's schema (idempotent)")
+    .option("--dry-run", "list the table migrations and sql files migrate would apply; change nothing")
     .action(run(migrateCommand));
 
   program

@@ -51,6 +51,11 @@ export interface WorkerOptions {
   relay?: RelayOptions | false;
   /** Retention, run by the active relay; overrides the engine's `retention`. */
   retention?: RetentionOptions | undefined;
+  /**
+   * How often the worker looks whether a newer pg-saga migrated the database, in ms; it then stops taking work
+   * (`ended` resolves with a SCHEMA_NEWER error). Default 10000.
+   */
+  schemaCheckInterval?: number;
 }
 
 /** A running worker process's handle. */
@@ -65,6 +70,11 @@ export interface SagaWorker {
    * and releases them, so another worker retries them at once.
    */
   stop(options?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Resolves once the worker has stopped: with `null` after `stop()`, with a SCHEMA_NEWER {@link SagaError}
+   * when it stopped on its own because a newer release migrated the database.
+   */
+  readonly ended: Promise<SagaError | null>;
 }
 
 export const sagaTask = (def: AnySaga) => `saga:${def.name}@${def.version}`;
@@ -100,7 +110,7 @@ export async function startWorker(
   logger: Logger,
   options: WorkerOptions = {},
   health?: HealthCheck,
-): Promise<SagaWorker> {
+): Promise<Omit<SagaWorker, "ended">> {
   const concurrency = options.concurrency ?? 10;
   const heartbeatMs = options.heartbeatInterval ?? 2_000;
   const deadAfterMs = options.deadWorkerAfter ?? 15_000;
