@@ -57,7 +57,7 @@ describe("the packed package", () => {
   // Builds dist/ and type-checks twice: ~60 s of CPU, more on a busy machine.
   it(
     "installs from its tarball, type-checks under node16 and bundler, and runs a saga",
-    { timeout: 300_000 },
+    { timeout: 900_000 },
     async () => {
       const root = await mkdtemp(join(tmpdir(), "pg-saga-pack-"));
       folders.push(root);
