@@ -6,6 +6,7 @@ import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { migrate } from "./migrate.js";
 import { assertSchemaCurrent, watchSchema } from "./schema-check.js";
+import { trackClients } from "./pool-end.js";
 import { traceStart } from "./observability/tracing.js";
 import { type SagaInstance, toInstance } from "./instance-view.js";
 import { getSaga, listSagas } from "./sql/read-sagas.js";
@@ -111,17 +112,26 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const pool =
     options.pool ?? new pg.Pool({ connectionString: config.connectionString, max: config.poolSize });
   const logger: Logger = options.logger ?? silentLogger;
-  const onPoolError = (err: Error) =>
-    logger.warn("database connection failed", { error: maskConnectionString(err.message) });
+  let closed = false;
+  // After close() a connection that the server ends is expected (a stop, a DROP DATABASE … WITH (FORCE)).
+  const onPoolError = (err: Error) => {
+    const fields = { error: maskConnectionString(err.message) };
+    if (closed) logger.debug("database connection failed", fields);
+    else logger.warn("database connection failed", fields);
+  };
   // A connection killed under a checked-out client must not crash the process: the query fails instead.
   const onConnect = (client: pg.PoolClient) => client.on("error", onPoolError);
-  const guard = (p: pg.Pool) => p.on("error", onPoolError).on("connect", onConnect);
-  guard(pool);
+  // Pools the engine opened keep these listeners for life and end only once their sockets are closed.
+  const guard = (p: pg.Pool) => {
+    p.on("error", onPoolError).on("connect", onConnect);
+    return trackClients(p);
+  };
+  const ownClosing = ownPool ? guard(pool) : null;
+  if (!ownPool) pool.on("error", onPoolError).on("connect", onConnect);
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
   const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
   const wakeups = new Wakeups(pool, logger);
-  let closed = false;
 
   const alive = () => {
     if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
@@ -278,7 +288,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const workerPool = ownPool
         ? new pg.Pool({ connectionString: config.connectionString, max: concurrency + 4 })
         : null;
-      if (workerPool) guard(workerPool);
+      const workerClosing = workerPool ? guard(workerPool) : null;
       const connection: pg.ClientConfig = ownPool
         ? { connectionString: config.connectionString }
         : (pool.options as pg.ClientConfig);
@@ -303,7 +313,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
             workers.delete(stop);
             unwatch();
             await worker.stop(stopOptions);
-            await workerPool?.end();
+            await workerClosing?.end();
             resolveEnded(endedWith);
           })());
         // A newer release migrated the database: its workers advance the sagas from now on.
@@ -321,7 +331,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           ended,
         };
       } catch (err) {
-        await workerPool?.end();
+        await workerClosing?.end();
         throw err;
       }
     },
@@ -332,8 +342,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       await Promise.all([...workers].map((stop) => stop()));
       await wakeups.close();
       await bus.close();
-      pool.off("error", onPoolError).off("connect", onConnect);
-      if (ownPool) await pool.end();
+      if (ownClosing) await ownClosing.end();
+      // A pool of the application's own stays in use: it gets its listeners back.
+      else pool.off("error", onPoolError).off("connect", onConnect);
     },
   };
   return engine;
