@@ -1,6 +1,6 @@
 import pg from "pg";
 import { type AnySaga, assertRunnable } from "./definition.js";
-import { withTransaction } from "./db.js";
+import { sqlState, withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
@@ -14,6 +14,7 @@ import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instan
 import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
 import { type HealthOptions, type HealthReport, checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
+import { requestCancel } from "./sql/cancel-requests.js";
 import { interrupt } from "./worker/decide.js";
 import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
@@ -30,6 +31,7 @@ import {
   resolveListOptions,
   type ListOptions,
   type EngineOptions,
+  checkReason,
 } from "./options.js";
 
 export type { SagaState };
@@ -87,6 +89,12 @@ export interface SagaEngine {
   readonly pool: pg.Pool;
 }
 
+/** How long cancel() waits for the saga's row lock before it leaves a request instead. */
+const CANCEL_LOCK_TIMEOUT = "set local lock_timeout = 1000";
+
+/** The saga's row lock was not granted in time. */
+class RowLocked extends Error {}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -138,18 +146,29 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   };
   const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
 
-  async function operate<T>(id: string, fn: (t: Transition, def: AnySaga | undefined) => T): Promise<T> {
+  async function operate<T>(
+    id: string,
+    fn: (t: Transition, def: AnySaga | undefined) => T,
+    open?: string,
+  ): Promise<T> {
     alive();
-    if (!UUID.test(id))
+    if (typeof id !== "string" || !UUID.test(id))
       throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${JSON.stringify(id)} (not a uuid)`);
-    return withTransaction(pool, async (db) => {
-      const saga = await lockInstance(db, id);
-      if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
-      const t = new Transition(saga);
-      const result = fn(t, definitionOf(saga.name, saga.version));
-      await t.flush(db);
-      return result;
-    });
+    return withTransaction(
+      pool,
+      async (db) => {
+        const saga = await lockInstance(db, id).catch((err: unknown) => {
+          throw sqlState(err) === "55P03" ? new RowLocked() : err;
+        });
+        if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
+        const t = new Transition(saga);
+        const result = fn(t, definitionOf(saga.name, saga.version));
+        await t.flush(db);
+        return result;
+      },
+      10,
+      open,
+    );
   }
 
   const engine: SagaEngine = {
@@ -226,7 +245,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     },
 
     async cancel(id, reason = "cancelled") {
-      return operate(id, (t, def) => {
+      checkReason(reason);
+      const cancel = (t: Transition, def: AnySaga | undefined) => {
         if (TERMINAL_STATES.has(t.saga.state)) {
           throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
         }
@@ -235,10 +255,20 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         if (!def) t.job({ id, cancel: reason });
         else interrupt(t, def, "cancel", reason);
         return { state: t.saga.state };
-      });
+      };
+      try {
+        return await operate(id, cancel, CANCEL_LOCK_TIMEOUT);
+      } catch (err) {
+        if (!(err instanceof RowLocked)) throw err;
+        // A transactional step holds the row while its handler runs: the request is read by its worker,
+        // which aborts it (saga.cancel, sql/operator.sql).
+        return { state: (await requestCancel(pool, id, reason)) as SagaState };
+      }
     },
 
     async retry(id, who = {}) {
+      if (who.by !== undefined) checkReason(who.by, "retry: by");
+      if (who.reason !== undefined) checkReason(who.reason, "retry: reason");
       return operate(id, (t) => {
         if (!resume(t, who)) {
           throw new SagaError(

@@ -1,7 +1,14 @@
 import { Logger as WorkerLogger, runMigrations as runWorkerMigrations } from "graphile-worker";
 import type pg from "pg";
+import { sqlState } from "./db.js";
 import { SagaError } from "./errors.js";
-import { type MigrationPlan, MIGRATIONS_FOLDER, PACKAGE_VERSION, isNewer, planMigration } from "./migration-plan.js";
+import {
+  type MigrationPlan,
+  MIGRATIONS_FOLDER,
+  PACKAGE_VERSION,
+  isNewer,
+  planMigration,
+} from "./migration-plan.js";
 import { REPEATABLE_TABLE_SQL } from "./repeatable.js";
 
 export { MIGRATIONS_FOLDER };
@@ -34,6 +41,24 @@ export interface MigrateOptions {
  * so running workers see either the old schema or the new one.
  */
 export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
+  try {
+    return await migrateNow(pool, options);
+  } catch (err) {
+    if (err instanceof SagaError) throw err;
+    const code = sqlState(err);
+    const hint =
+      code === "42501"
+        ? "; the role running migrate() lacks a privilege: run it once as the schema's owner, or grant CREATE"
+        : "";
+    throw new SagaError(
+      "MIGRATION_FAILED",
+      `pg-saga migrate failed${code ? ` (SQLSTATE ${code})` : ""}: ${(err as Error).message}${hint}`,
+      { cause: err },
+    );
+  }
+}
+
+async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<MigrateResult> {
   const client = await pool.connect();
   let result: MigrateResult;
   try {
@@ -41,11 +66,18 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
     try {
       await client.query("begin");
       try {
-        await client.query("create schema if not exists saga");
-        await client.query(
-          `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
+        // `create ... if not exists` checks the CREATE privilege before existence: a role without it (an
+        // application role on an installed schema) must find everything current without being refused.
+        const installed = await client.query<{ found: boolean }>(
+          "select to_regclass('saga.__repeatable') is not null as found",
         );
-        await client.query(REPEATABLE_TABLE_SQL);
+        if (!installed.rows[0]?.found) {
+          await client.query("create schema if not exists saga");
+          await client.query(
+            `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
+          );
+          await client.query(REPEATABLE_TABLE_SQL);
+        }
         const plan = await planMigration(client, options);
         refuseNewerSchema(plan);
         result = await apply(client, plan);
@@ -67,9 +99,13 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
 /** Code older than the database would put back functions the newer tables no longer match. */
 function refuseNewerSchema(plan: MigrationPlan): void {
   if (!isNewer(plan)) return;
-  throw new SagaError("SCHEMA_NEWER", `${describeNewer(plan)}; upgrade this application instead of migrating with it`, {
-    details: { unknown: plan.unknown, newerVersion: plan.newerVersion },
-  });
+  throw new SagaError(
+    "SCHEMA_NEWER",
+    `${describeNewer(plan)}; upgrade this application instead of migrating with it`,
+    {
+      details: { unknown: plan.unknown, newerVersion: plan.newerVersion },
+    },
+  );
 }
 
 /** Why the database is newer than this code, for messages. */

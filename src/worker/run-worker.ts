@@ -6,7 +6,7 @@ import type pg from "pg";
 import type { AnySaga, StepDefinition } from "../definition.js";
 import { guardConnectionRejections, lossAware } from "../db.js";
 import { SagaError } from "../errors.js";
-import { type Subscriber, createListener } from "../listen.js";
+import type { Subscriber } from "../listen.js";
 import type { Logger } from "../logger.js";
 import { quietWorkerLogger } from "../migrate.js";
 import {
@@ -18,7 +18,9 @@ import {
 import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
+import { MAX_TIMER_MS } from "../long-timer.js";
 import { AbortError } from "./call-handler.js";
+import { abortInterrupted, listenForControl, runningSagas } from "./control.js";
 import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
 import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
@@ -163,6 +165,8 @@ export async function startWorker(
     },
     wakeAfter(delays) {
       for (const delay of delays) {
+        // Past a timer's range the job's run_at is found by graphile-worker's poll.
+        if (delay + 5 > MAX_TIMER_MS) continue;
         const timer = setTimeout(() => {
           timers.delete(timer);
           workerPool?.nudge(1);
@@ -227,7 +231,7 @@ export async function startWorker(
   try {
     await observed.listen();
     runner = await startRunner();
-    subscriber = await listenForControl(connection, active, logger);
+    subscriber = await listenForControl(connection, pool, id, active, logger);
     if (relayOptions) relay = startRelay({ connection, pool, logger, relay: relayOptions, retention });
     // A finished job committed outbox rows: wake the active relay now rather than at its next poll.
     events.on("job:complete", () => relay?.hint());
@@ -325,6 +329,8 @@ export async function startWorker(
     },
     true,
   );
+  // A missed saga_control notification delays a cancel's abort by one heartbeat at most (see control.ts).
+  every(heartbeatMs, () => abortInterrupted(pool, id, active, runningSagas(active)), true);
   every(options.reapInterval ?? 5_000, async () => {
     const own = await reapOwn(pool, byKey, {
       workerId: id,
@@ -369,28 +375,4 @@ export async function startWorker(
       }
     },
   };
-}
-
-/** Cancel and deadline transitions NOTIFY `saga_control`; the worker running that saga's step aborts it. */
-async function listenForControl(
-  connection: pg.ClientConfig,
-  active: Map<AbortController, string>,
-  logger: Logger,
-): Promise<Subscriber> {
-  const subscriber = createListener(connection, (err) =>
-    logger.warn("control listener error", { error: String(err) }),
-  );
-  subscriber.notifications.on("saga_control", (message: { id?: string; abort?: string; step?: number }) => {
-    if (!message?.id) return;
-    const code = message.abort === "timeout" ? "SAGA_TIMEOUT" : "SAGA_CANCELLED";
-    for (const [controller, key] of active) {
-      if (key.startsWith(`${message.id}/execute/`))
-        controller.abort(
-          new AbortError(code, `the saga was ${message.abort === "timeout" ? "timed out" : "cancelled"}`),
-        );
-    }
-  });
-  await subscriber.connect();
-  await subscriber.listenTo("saga_control");
-  return subscriber;
 }
