@@ -376,6 +376,17 @@ begin
     using errcode = 'SG412';
 end $$;
 
+CREATE FUNCTION saga.schema_version() RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+  select jsonb_build_object(
+    'migrations', (select count(*) from saga.__drizzle_migrations),
+    'latest', (select max(created_at) from saga.__drizzle_migrations),
+    'version', (select r.version from saga.__repeatable r order by r.applied_at desc, r.file limit 1),
+    'files', (select coalesce(jsonb_object_agg(r.file, r.checksum), '{}'::jsonb) from saga.__repeatable r)
+  )
+$$;
+
 CREATE FUNCTION saga.start(p_name text, p_input jsonb, p_options jsonb DEFAULT '{}'::jsonb) RETURNS uuid
     LANGUAGE plpgsql
     AS $$
@@ -473,6 +484,13 @@ CREATE SEQUENCE saga.__drizzle_migrations_id_seq
     CACHE 1;
 
 ALTER SEQUENCE saga.__drizzle_migrations_id_seq OWNED BY saga.__drizzle_migrations.id;
+
+CREATE TABLE saga.__repeatable (
+    file text NOT NULL,
+    checksum text NOT NULL,
+    version text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
 
 CREATE TABLE saga.cancel_requests (
     saga_id uuid NOT NULL,
@@ -695,6 +713,9 @@ ALTER TABLE ONLY saga.__drizzle_migrations ALTER COLUMN id SET DEFAULT nextval('
 
 ALTER TABLE ONLY saga.__drizzle_migrations
     ADD CONSTRAINT __drizzle_migrations_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY saga.__repeatable
+    ADD CONSTRAINT __repeatable_pkey PRIMARY KEY (file);
 
 ALTER TABLE ONLY saga.cancel_requests
     ADD CONSTRAINT cancel_requests_pkey PRIMARY KEY (saga_id);

@@ -5,6 +5,8 @@ import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { migrate } from "./migrate.js";
+import { assertSchemaCurrent, watchSchema } from "./schema-check.js";
+import { trackClients } from "./pool-end.js";
 import { traceStart } from "./observability/tracing.js";
 import { type SagaInstance, toInstance } from "./instance-view.js";
 import { getSaga, listSagas } from "./sql/read-sagas.js";
@@ -118,17 +120,26 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const pool =
     options.pool ?? new pg.Pool({ connectionString: config.connectionString, max: config.poolSize });
   const logger: Logger = options.logger ?? silentLogger;
-  const onPoolError = (err: Error) =>
-    logger.warn("database connection failed", { error: maskConnectionString(err.message) });
+  let closed = false;
+  // After close() a connection that the server ends is expected (a stop, a DROP DATABASE … WITH (FORCE)).
+  const onPoolError = (err: Error) => {
+    const fields = { error: maskConnectionString(err.message) };
+    if (closed) logger.debug("database connection failed", fields);
+    else logger.warn("database connection failed", fields);
+  };
   // A connection killed under a checked-out client must not crash the process: the query fails instead.
   const onConnect = (client: pg.PoolClient) => client.on("error", onPoolError);
-  const guard = (p: pg.Pool) => p.on("error", onPoolError).on("connect", onConnect);
-  guard(pool);
+  // Pools the engine opened keep these listeners for life and end only once their sockets are closed.
+  const guard = (p: pg.Pool) => {
+    p.on("error", onPoolError).on("connect", onConnect);
+    return trackClients(p);
+  };
+  const ownClosing = ownPool ? guard(pool) : null;
+  if (!ownPool) pool.on("error", onPoolError).on("connect", onConnect);
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
   const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
   const wakeups = new Wakeups(pool, logger);
-  let closed = false;
 
   const alive = () => {
     if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
@@ -307,11 +318,12 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const workerPool = ownPool
         ? new pg.Pool({ connectionString: config.connectionString, max: concurrency + 4 })
         : null;
-      if (workerPool) guard(workerPool);
+      const workerClosing = workerPool ? guard(workerPool) : null;
       const connection: pg.ClientConfig = ownPool
         ? { connectionString: config.connectionString }
         : (pool.options as pg.ClientConfig);
       try {
+        await assertSchemaCurrent(workerPool ?? pool);
         // /healthz next to /metrics answers with engine.health().
         const worker = await startWorker(
           workerPool ?? pool,
@@ -322,22 +334,34 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           () => engine.health(),
         );
         let stopped: Promise<void> | undefined;
+        let endedWith: SagaError | null = null;
+        let resolveEnded: (reason: SagaError | null) => void = () => {};
+        const ended = new Promise<SagaError | null>((r) => (resolveEnded = r));
         // Idempotent: every caller (and close()) waits for the same shutdown.
         const stop = (stopOptions?: { timeoutMs?: number }) =>
           (stopped ??= (async () => {
             workers.delete(stop);
+            unwatch();
             await worker.stop(stopOptions);
-            await workerPool?.end();
+            await workerClosing?.end();
+            resolveEnded(endedWith);
           })());
+        // A newer release migrated the database: its workers advance the sagas from now on.
+        const unwatch = watchSchema(workerPool ?? pool, workerOptions.schemaCheckInterval ?? 10_000, (err) => {
+          endedWith = err;
+          logger.error(err.message, { code: err.code });
+          void stop();
+        });
         workers.add(stop);
         return {
           id: worker.id,
           stats: worker.stats,
           metrics: worker.metrics,
           stop,
+          ended,
         };
       } catch (err) {
-        await workerPool?.end();
+        await workerClosing?.end();
         throw err;
       }
     },
@@ -348,8 +372,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       await Promise.all([...workers].map((stop) => stop()));
       await wakeups.close();
       await bus.close();
-      pool.off("error", onPoolError).off("connect", onConnect);
-      if (ownPool) await pool.end();
+      if (ownClosing) await ownClosing.end();
+      // A pool of the application's own stays in use: it gets its listeners back.
+      else pool.off("error", onPoolError).off("connect", onConnect);
     },
   };
   return engine;

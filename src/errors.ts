@@ -19,6 +19,8 @@ export type SagaErrorCode =
   | "WAIT_TIMEOUT"
   | "ENGINE_CLOSED"
   | "MIGRATION_FAILED"
+  | "SCHEMA_OUTDATED"
+  | "SCHEMA_NEWER"
   | "DATABASE_ERROR";
 
 /**

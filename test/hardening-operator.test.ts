@@ -152,7 +152,7 @@ describe("migrate() by a role without CREATE on the database", () => {
 
       await db.pool.query(
         `grant usage on schema saga, graphile_worker to ${role};
-         grant select on saga.__drizzle_migrations, graphile_worker.migrations to ${role}`,
+         grant select on saga.__drizzle_migrations, saga.__repeatable, graphile_worker.migrations to ${role}`,
       );
       const privileges = await db.pool.query(
         "select has_database_privilege($1, current_database(), 'CREATE') as db, has_schema_privilege($1, 'saga', 'CREATE') as saga",

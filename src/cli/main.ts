@@ -10,6 +10,7 @@ import { eventsCommand } from "./commands/events.js";
 import { healthCommand, statsCommand, stuckCommand } from "./commands/observe.js";
 import { cancelCommand, migrateCommand, retryCommand } from "./commands/operate.js";
 import { collect, listCommand, showCommand } from "./commands/read.js";
+import { resetCommand } from "./commands/reset.js";
 import { workerCommand } from "./commands/worker.js";
 
 // Two levels up from both src/cli/ and dist/cli/.
@@ -50,6 +51,7 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
   program
     .command("migrate")
     .description("install or upgrade schema saga and graphile-worker's schema (idempotent)")
+    .option("--dry-run", "list the table migrations and sql files migrate would apply; change nothing")
     .action(run(migrateCommand));
 
   program
@@ -147,6 +149,14 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .option("--stale-after <ms>", "a worker silent this long is not live", "15000")
     .option("--max-relay-lag <ms>", "unhealthy when a durable subscription lags more")
     .action(run((cli, o: Parameters<typeof healthCommand>[1]) => healthCommand(cli, o)));
+
+  program
+    .command("reset")
+    .description(
+      "development only: drop schemas saga and graphile_worker (every saga, event and job); needs --yes",
+    )
+    .option("--yes", "yes, drop them")
+    .action(run((cli, o: { yes?: boolean }) => resetCommand(cli, o)));
 
   program
     .command("demo")

@@ -53,6 +53,11 @@ export interface WorkerOptions {
   relay?: RelayOptions | false;
   /** Retention, run by the active relay; overrides the engine's `retention`. */
   retention?: RetentionOptions | undefined;
+  /**
+   * How often the worker looks whether a newer pg-saga migrated the database, in ms; it then stops taking work
+   * (`ended` resolves with a SCHEMA_NEWER error). Default 10000.
+   */
+  schemaCheckInterval?: number;
 }
 
 /** A running worker process's handle. */
@@ -67,6 +72,11 @@ export interface SagaWorker {
    * and releases them, so another worker retries them at once.
    */
   stop(options?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Resolves once the worker has stopped: with `null` after `stop()`, with a SCHEMA_NEWER {@link SagaError}
+   * when it stopped on its own because a newer release migrated the database.
+   */
+  readonly ended: Promise<SagaError | null>;
 }
 
 export const sagaTask = (def: AnySaga) => `saga:${def.name}@${def.version}`;
@@ -102,7 +112,7 @@ export async function startWorker(
   logger: Logger,
   options: WorkerOptions = {},
   health?: HealthCheck,
-): Promise<SagaWorker> {
+): Promise<Omit<SagaWorker, "ended">> {
   const concurrency = options.concurrency ?? 10;
   const heartbeatMs = options.heartbeatInterval ?? 2_000;
   const deadAfterMs = options.deadWorkerAfter ?? 15_000;
@@ -214,7 +224,7 @@ export async function startWorker(
       events,
       // A saga is one job however many steps it has, so graphile-worker's own commits (get_job, complete_job)
       // are a large share of each saga's: fetch up to `concurrency` jobs per get_job and complete the jobs
-      // that finish in the same tick in one statement (README, Performance). A job completed late by a crash
+      // that finish in the same tick in one statement (docs/performance.md). A job completed late by a crash
       // only runs its saga again, which finds nothing to do; the reaper unlocks jobs held by the pool's id.
       preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
     });

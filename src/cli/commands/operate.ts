@@ -1,17 +1,45 @@
 /** `pg-saga migrate`, `retry <id>`, `cancel <id> --reason`: the commands that change things. */
 import { userInfo } from "node:os";
-import { migrate } from "../../migrate.js";
+import { describeNewer, migrate } from "../../migrate.js";
+import { isNewer, isUpToDate, planMigration } from "../../migration-plan.js";
 import { type Cli } from "../context.js";
 import { formatError, paintState } from "../format.js";
 import { parseInteger } from "./read.js";
 
-export async function migrateCommand(cli: Cli): Promise<void> {
-  const { applied } = await migrate(cli.engine().pool);
-  cli.print({ applied }, () =>
-    applied === 0
+export async function migrateCommand(cli: Cli, options: { dryRun?: boolean } = {}): Promise<void> {
+  if (options.dryRun) return migrationPlanCommand(cli);
+  const result = await migrate(cli.engine().pool);
+  const { applied, repeatable } = result;
+  cli.print(result, () =>
+    applied === 0 && repeatable.length === 0
       ? "schema saga is up to date"
-      : `applied ${applied} migration(s); schema saga is up to date`,
+      : `applied ${applied} table migration(s) and ${repeatable.length} sql file(s)` +
+        `${repeatable.length > 0 ? ` (${repeatable.join(", ")})` : ""}; schema saga is up to date`,
   );
+}
+
+/** `migrate --dry-run`: what migrate would apply, changing nothing. */
+async function migrationPlanCommand(cli: Cli): Promise<void> {
+  const plan = await planMigration(cli.engine().pool);
+  const newer = isNewer(plan) ? describeNewer(plan) : null;
+  const report = {
+    dryRun: true,
+    upToDate: isUpToDate(plan) && !newer,
+    tables: plan.tables.map((m) => m.tag),
+    files: plan.files.map((f) => ({ file: f.name, reason: f.reason })),
+    forgotten: plan.forgotten,
+    newer,
+  };
+  cli.print(report, () => {
+    if (newer) return `${newer}: migrate would refuse`;
+    if (report.upToDate) return "schema saga is up to date: nothing to apply";
+    return [
+      "migrate would apply, in one transaction:",
+      ...report.tables.map((tag) => `  table migration  ${tag}`),
+      ...report.files.map((f) => `  sql file         ${f.file} (${f.reason})`),
+      ...report.forgotten.map((file) => `  forget           ${file} (no longer in sql/)`),
+    ].join("\n");
+  });
 }
 
 function operator(): string {

@@ -136,8 +136,10 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
         .finally(resolveDone);
     };
     process.on("SIGTERM", onSignal).on("SIGINT", onSignal);
-    await done;
+    // A newer release migrated the database: the worker stopped on its own; the error line says why.
+    const endedWith = await Promise.race([done.then(() => null), worker.ended]);
     process.off("SIGTERM", onSignal).off("SIGINT", onSignal);
+    if (endedWith) throw endedWith;
   } finally {
     await engine.close();
   }
