@@ -68,10 +68,11 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
       try {
         // `create ... if not exists` checks the CREATE privilege before existence: a role without it (an
         // application role on an installed schema) must find everything current without being refused.
-        const installed = await client.query<{ found: boolean }>(
-          "select to_regclass('saga.__repeatable') is not null as found",
+        const journals = await client.query<{ found: boolean }>(
+          `select to_regclass('saga.__drizzle_migrations') is not null
+             and to_regclass('saga.__repeatable') is not null as found`,
         );
-        if (!installed.rows[0]?.found) {
+        if (!journals.rows[0]?.found) {
           await client.query("create schema if not exists saga");
           await client.query(
             `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
