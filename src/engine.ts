@@ -25,6 +25,7 @@ import { Transition } from "./worker/transition.js";
 import {
   type StartOptions,
   checkStart,
+  checkWorkerOptions,
   decodeCursor,
   encodeCursor,
   resolveEngineOptions,
@@ -313,6 +314,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
 
     async runWorker(workerOptions = {}) {
       alive();
+      checkWorkerOptions(workerOptions);
       const concurrency = workerOptions.concurrency ?? 10;
       // The worker gets its own pool, sized so every job slot has a connection for its transitions.
       const workerPool = ownPool

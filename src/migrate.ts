@@ -2,7 +2,13 @@ import { Logger as WorkerLogger, runMigrations as runWorkerMigrations } from "gr
 import type pg from "pg";
 import { sqlState } from "./db.js";
 import { SagaError } from "./errors.js";
-import { type MigrationPlan, MIGRATIONS_FOLDER, PACKAGE_VERSION, isNewer, planMigration } from "./migration-plan.js";
+import {
+  type MigrationPlan,
+  MIGRATIONS_FOLDER,
+  PACKAGE_VERSION,
+  isNewer,
+  planMigration,
+} from "./migration-plan.js";
 import { REPEATABLE_TABLE_SQL } from "./repeatable.js";
 
 export { MIGRATIONS_FOLDER };
@@ -62,11 +68,10 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
       try {
         // `create ... if not exists` checks the CREATE privilege before existence: a role without it (an
         // application role on an installed schema) must find everything current without being refused.
-        const journals = await client.query<{ found: boolean }>(
-          `select to_regclass('saga.__drizzle_migrations') is not null
-             and to_regclass('saga.__repeatable') is not null as found`,
+        const installed = await client.query<{ found: boolean }>(
+          "select to_regclass('saga.__repeatable') is not null as found",
         );
-        if (!journals.rows[0]?.found) {
+        if (!installed.rows[0]?.found) {
           await client.query("create schema if not exists saga");
           await client.query(
             `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
@@ -94,9 +99,13 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
 /** Code older than the database would put back functions the newer tables no longer match. */
 function refuseNewerSchema(plan: MigrationPlan): void {
   if (!isNewer(plan)) return;
-  throw new SagaError("SCHEMA_NEWER", `${describeNewer(plan)}; upgrade this application instead of migrating with it`, {
-    details: { unknown: plan.unknown, newerVersion: plan.newerVersion },
-  });
+  throw new SagaError(
+    "SCHEMA_NEWER",
+    `${describeNewer(plan)}; upgrade this application instead of migrating with it`,
+    {
+      details: { unknown: plan.unknown, newerVersion: plan.newerVersion },
+    },
+  );
 }
 
 /** Why the database is newer than this code, for messages. */

@@ -276,3 +276,36 @@ export function checkReason(reason: unknown, what = "reason"): void {
       `${what} must be a string of at most 1000 characters, without NUL characters or lone surrogates`,
     );
 }
+
+/**
+ * Refuses worker options out of range, as start() refuses bad input: nothing starts with them.
+ *
+ * @example
+ * checkWorkerOptions({ concurrency: 0 }); // throws SagaError INVALID_OPTIONS
+ */
+export function checkWorkerOptions(o: {
+  concurrency?: unknown;
+  pollInterval?: unknown;
+  heartbeatInterval?: unknown;
+  deadWorkerAfter?: unknown;
+  reapInterval?: unknown;
+  abortGrace?: unknown;
+}): void {
+  const limits: [keyof typeof o, number, number][] = [
+    ["concurrency", 1, 1000],
+    ["pollInterval", 1, 3_600_000],
+    ["heartbeatInterval", 1, 3_600_000],
+    ["deadWorkerAfter", 1, 86_400_000],
+    ["reapInterval", 1, 3_600_000],
+    ["abortGrace", 0, 3_600_000],
+  ];
+  for (const [key, min, max] of limits) {
+    const value = o[key];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max)
+      throw new SagaError(
+        "INVALID_OPTIONS",
+        `runWorker: ${key} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}`,
+      );
+  }
+}

@@ -4,7 +4,7 @@
  */
 import { createRequire } from "node:module";
 import { Command, CommanderError, Option } from "commander";
-import { Cli, type GlobalOptions, describeError } from "./context.js";
+import { Cli, type GlobalOptions, describeError, isSqlState } from "./context.js";
 import { demoCommand } from "./commands/demo.js";
 import { eventsCommand } from "./commands/events.js";
 import { healthCommand, statsCommand, stuckCommand } from "./commands/observe.js";
@@ -189,7 +189,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(
         json
           ? `${JSON.stringify({ error: { code: errorCode, message } })}\n`
-          : `pg-saga: ${message} (${errorCode})\n`,
+          : `pg-saga: ${message} (${isSqlState(errorCode) ? `SQLSTATE ${errorCode}` : errorCode})\n`,
       );
       code = exitCode;
     }

@@ -2,7 +2,7 @@
 import { userInfo } from "node:os";
 import { describeNewer, migrate } from "../../migrate.js";
 import { isNewer, isUpToDate, planMigration } from "../../migration-plan.js";
-import { type Cli } from "../context.js";
+import { CliError, type Cli } from "../context.js";
 import { formatError, paintState } from "../format.js";
 import { parseInteger } from "./read.js";
 
@@ -71,6 +71,8 @@ export async function retryCommand(
     .engine()
     .retry(id, { by: operator(), ...(o.reason ? { reason: o.reason } : {}) });
   const result = await settle(cli, id, state, o);
+  // A retry that ends failed or compensation_failed again did not do what was asked.
+  if (o.wait && (result.state === "failed" || result.state === "compensation_failed")) process.exitCode = 1;
   cli.print(result, () =>
     o.wait
       ? `saga ${id} retried and ended ${paintState(cli.c, result.state)}${result.error ? `: ${formatError(result.error)}` : ""}`
@@ -84,7 +86,17 @@ export async function cancelCommand(
   o: WaitOptions & { reason: string },
 ): Promise<void> {
   const { state } = await cli.engine().cancel(id, o.reason);
+  if (o.wait && state === "running") {
+    // Waiting makes sense only if a worker will compensate it: say so now rather than after --timeout.
+    const health = await cli.engine().health();
+    if (health.workers.live === 0)
+      throw new CliError(
+        "NO_WORKER",
+        `cancel of saga ${id} recorded, but no worker is running: start one with its definition (pg-saga worker --sagas <module>) and it compensates the saga, which then ends cancelled`,
+      );
+  }
   const result = await settle(cli, id, state, o);
+  if (o.wait && (result.state === "failed" || result.state === "compensation_failed")) process.exitCode = 1;
   cli.print(result, () => {
     if (o.wait) return `saga ${id} ended ${paintState(cli.c, result.state)}`;
     return state === "running"
