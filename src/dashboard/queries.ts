@@ -73,22 +73,18 @@ export async function sagaNames(db: Executor, limit = 200): Promise<string[]> {
   return rows.map((r) => r.name);
 }
 
-// The states an operator watches, by name: read through instances_state_created_at_idx, capped per state.
+// instances_state_created_at_idx (a bitmap scan of the given states). The caller passes only states whose
+// capped count stayed under the cap, so this reads at most a few times COUNT_CAP rows.
 const BY_NAME_SQL = `
-select x.name, x.state, count(*)::int as count
-from unnest($1::text[]) st(state)
-cross join lateral (select i.name, i.state from saga.instances i where i.state = st.state
-                    order by i.state, i.created_at limit $2) x
+select name, state, count(*)::int as count from saga.instances where state = any($1::text[])
 group by 1, 2 order by 1, 2`;
 
 export async function countsByName(
   db: Executor,
   states: readonly string[],
 ): Promise<{ name: string; state: string; count: number }[]> {
-  const { rows } = await db.query<{ name: string; state: string; count: number }>(BY_NAME_SQL, [
-    states,
-    COUNT_CAP,
-  ]);
+  if (states.length === 0) return [];
+  const { rows } = await db.query<{ name: string; state: string; count: number }>(BY_NAME_SQL, [states]);
   return rows;
 }
 
@@ -99,8 +95,8 @@ export interface ChartBucket {
 }
 
 // The outbox's ids grow with time: a binary search on outbox_pkey finds the first event of the last hour
-// (about 25 probes), then only that hour's events are read. Ends are the terminal events.
-const CHART_SQL = `
+// (about 25 probes).
+const HOUR_START_SQL = `
 with recursive b(lo, hi, n) as (
   select (select min(id) from saga.outbox), (select max(id) from saga.outbox) + 1, 0
   union all
@@ -109,20 +105,24 @@ with recursive b(lo, hi, n) as (
   from (select lo, hi, n, lo + (hi - lo) / 2 as mid from b where lo < hi and n < 64) p
   cross join lateral (select coalesce((select o.created_at from saga.outbox o where o.id >= p.mid
                                        order by o.id limit 1), now()) as at) m
-),
-start as (select coalesce((select lo from b order by n desc limit 1), 0) as id)
+)
+select coalesce((select lo from b order by n desc limit 1), 0)::text as id`;
+
+// Then only that hour's events, from outbox_pkey (a separate statement, so the plan sees the bound).
+const CHART_SQL = `
 select to_char(date_trunc('minute', o.created_at) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"') as minute,
   count(*) filter (where o.type = 'saga.completed')::int as completed,
   count(*) filter (where o.type <> 'saga.completed')::int as failed
-from saga.outbox o, start
-where o.id >= start.id and o.created_at >= now() - interval '1 hour'
+from saga.outbox o
+where o.id >= $1::bigint and o.created_at >= now() - interval '1 hour'
   and o.type in ('saga.completed', 'saga.failed', 'saga.timed_out', 'saga.cancelled', 'compensation.completed',
                  'compensation.failed')
 group by 1 order by 1`;
 
 /** Sagas that ended per minute over the last hour: completed, and everything else (failed, compensated …). */
 export async function lastHour(db: Executor): Promise<ChartBucket[]> {
-  const { rows } = await db.query<ChartBucket>(CHART_SQL);
+  const start = await db.query<{ id: string }>(HOUR_START_SQL);
+  const { rows } = await db.query<ChartBucket>(CHART_SQL, [start.rows[0]?.id ?? "0"]);
   return rows;
 }
 

@@ -1,7 +1,6 @@
 /** What the dashboard needs from an engine (structural, so this folder does not import engine.ts). */
 import type pg from "pg";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { HealthOptions, HealthReport } from "../health.js";
 import type { SagaInstance } from "../instance-view.js";
 import type { SagaState } from "../sql/lock-instance.js";
 import type * as relay from "../relay/types.js";
@@ -22,7 +21,6 @@ export interface DashboardEngine {
     options?: { includeDelivered?: boolean; limit?: number },
   ): Promise<relay.DeadLetter[]>;
   redrive(target: number | { subscription: string }): Promise<{ redriven: number }>;
-  health(options?: HealthOptions): Promise<HealthReport>;
 }
 
 /** Options of `engine.dashboard()`. */
