@@ -13,11 +13,14 @@ interface Stream {
 }
 
 const HEARTBEAT_MS = 15_000;
+// Moving from page to page closes one stream and opens the next: the subscription outlives the gap.
+const LINGER_MS = 10_000;
 
 export class LiveEvents {
   private readonly streams = new Set<Stream>();
   private subscription: Subscription | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  private linger: NodeJS.Timeout | null = null;
 
   constructor(private readonly engine: DashboardEngine) {}
 
@@ -35,9 +38,18 @@ export class LiveEvents {
     this.streams.add(stream);
     req.on("close", () => this.drop(stream));
     this.start();
+    // "ready" once LISTEN is on: the page reloads its data then, so nothing between render and listen is lost.
+    this.ready().then(
+      () => {
+        if (this.streams.has(stream)) res.write("event: ready\ndata: {}\n\n");
+      },
+      () => {},
+    );
   }
 
   private start(): void {
+    if (this.linger) clearTimeout(this.linger);
+    this.linger = null;
     if (this.subscription) return;
     this.subscription = this.engine.subscribe({}, (event) => this.fanOut(event));
     this.heartbeat = setInterval(() => {
@@ -70,11 +82,17 @@ export class LiveEvents {
 
   private drop(stream: Stream): void {
     this.streams.delete(stream);
-    if (this.streams.size > 0) return;
-    void this.stop();
+    if (this.streams.size > 0 || this.linger) return;
+    this.linger = setTimeout(() => {
+      this.linger = null;
+      if (this.streams.size === 0) void this.stop();
+    }, LINGER_MS);
+    this.linger.unref();
   }
 
   private async stop(): Promise<void> {
+    if (this.linger) clearTimeout(this.linger);
+    this.linger = null;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     const sub = this.subscription;

@@ -24,9 +24,16 @@ export const CLIENT_JS = String.raw`(function () {
     return a && main.contains(a) && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT");
   }
 
-  function openKeys(main) {
+  // A collapsible block is known by its summary text and its rank among blocks with that text.
+  function keysOf(main) {
+    var seen = {};
     var keys = [];
-    main.querySelectorAll("details").forEach(function (d, i) { if (d.open) keys.push(i); });
+    main.querySelectorAll("details").forEach(function (d) {
+      var s = d.querySelector("summary");
+      var text = s ? s.textContent : "";
+      seen[text] = (seen[text] || 0) + 1;
+      keys.push({ el: d, key: text + "#" + seen[text] });
+    });
     return keys;
   }
 
@@ -42,8 +49,12 @@ export const CLIENT_JS = String.raw`(function () {
         var doc = new DOMParser().parseFromString(text, "text/html");
         var next = doc.getElementById("main");
         if (!next) return;
-        var open = openKeys(main);
-        next.querySelectorAll("details").forEach(function (d, i) { if (open.indexOf(i) >= 0) d.open = true; });
+        var open = keysOf(main).filter(function (k) { return k.el.open; }).map(function (k) { return k.key; });
+        var shut = keysOf(main).filter(function (k) { return !k.el.open; }).map(function (k) { return k.key; });
+        keysOf(next).forEach(function (k) {
+          if (open.indexOf(k.key) >= 0) k.el.open = true;
+          else if (shut.indexOf(k.key) >= 0) k.el.open = false;
+        });
         main.replaceWith(document.importNode(next, true));
         body.setAttribute("data-refreshed", String(Date.now()));
       })
@@ -87,15 +98,13 @@ export const CLIENT_JS = String.raw`(function () {
   }
 
   if (stream) {
-    var dropped = false;
     var source = new EventSource(stream, { withCredentials: true });
-    source.onopen = function () {
+    // "ready": the server listens now; reload once, for what changed between render and listen.
+    source.addEventListener("ready", function () {
       setStatus("live", "ok");
-      if (dropped && mode === "refresh") schedule(0);
-      dropped = false;
-    };
+      if (mode === "refresh") schedule(0);
+    });
     source.onerror = function () {
-      dropped = true;
       setStatus("reconnecting…", "warn");
     };
     source.addEventListener("saga", function (message) {
