@@ -22,6 +22,7 @@ import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
 import type * as relay from "./relay/types.js";
 import { Transition } from "./worker/transition.js";
+import { type DashboardHandler, type DashboardOptions, createDashboard } from "./dashboard/index.js";
 import {
   type StartOptions,
   checkStart,
@@ -82,6 +83,8 @@ export interface SagaEngine {
   subscriptionMetrics(name: string): Promise<relay.SubscriptionMetrics | null>;
   /** Database, migrations, live workers and the versions they serve, relay lag, dead letters. Never throws. */
   health(options?: HealthOptions): Promise<HealthReport>;
+  /** The web dashboard as a Node `(req, res)` handler, to serve or mount under a path of your own server. */
+  dashboard(options?: DashboardOptions): DashboardHandler;
   /** Runs a worker in this process for the engine's sagas. */
   runWorker(options?: WorkerOptions): Promise<SagaWorker>;
   /** Stops this engine's workers and closes the pools it opened. */
@@ -310,6 +313,11 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     async subscriptionMetrics(name) {
       alive();
       return bus.subscriptionMetrics(name);
+    },
+
+    dashboard(dashboardOptions) {
+      alive();
+      return createDashboard(engine, dashboardOptions);
     },
 
     async runWorker(workerOptions = {}) {

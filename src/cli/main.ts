@@ -5,6 +5,7 @@
 import { createRequire } from "node:module";
 import { Command, CommanderError, Option } from "commander";
 import { Cli, type GlobalOptions, describeError, isSqlState } from "./context.js";
+import { addDashboardCommand } from "./commands/dashboard.js";
 import { demoCommand } from "./commands/demo.js";
 import { eventsCommand } from "./commands/events.js";
 import { healthCommand, statsCommand, stuckCommand } from "./commands/observe.js";
@@ -149,6 +150,8 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .option("--stale-after <ms>", "a worker silent this long is not live", "15000")
     .option("--max-relay-lag <ms>", "unhealthy when a durable subscription lags more")
     .action(run((cli, o: Parameters<typeof healthCommand>[1]) => healthCommand(cli, o)));
+
+  addDashboardCommand(program, run);
 
   program
     .command("reset")
