@@ -311,7 +311,8 @@ describe("subscriptions", () => {
       await waitUntil("fast caught up", () => fast.length === 30);
       await waitUntil(
         "fast committed",
-        async () => (await count("select count(*)::int as n from saga._cursor_pending('ret-fast', 1000)")) === 0,
+        async () =>
+          (await count("select count(*)::int as n from saga._cursor_pending('ret-fast', 1000)")) === 0,
       );
       await waitUntil(
         "slow committed its first batch",
@@ -333,7 +334,8 @@ describe("subscriptions", () => {
       await waitUntil("slow caught up", () => slowSeen.length === 30);
       await waitUntil(
         "slow cursor at the end",
-        async () => (await count("select count(*)::int as n from saga._cursor_pending('ret-slow', 1000)")) === 0,
+        async () =>
+          (await count("select count(*)::int as n from saga._cursor_pending('ret-slow', 1000)")) === 0,
       );
       expect(await runRetention(db.pool, resolveRetention({ events: "1h" }))).toEqual({
         events: 15,
