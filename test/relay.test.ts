@@ -74,6 +74,50 @@ describe("outbox relay", () => {
     }
   });
 
+  it("a saga's later seq with the lower xid, in one batch split into pages: every consumer still gets seq order", async () => {
+    const saga = "6f1d2c1e-0000-4000-8000-00000000c0de";
+    const a = await db.pool.connect();
+    const b = await db.pool.connect();
+    try {
+      // A takes its xid first; B writes seq 1 and commits; then A writes seqs 2 and 3 (the saga's row lock
+      // would order them so in the engine). In (xid, id) order A's events come first, with filler between.
+      await a.query("begin");
+      await a.query("select pg_current_xact_id()");
+      await b.query("begin");
+      await b.query("select pg_current_xact_id()");
+      await insertEvents(db.pool, "inv.filler", 3);
+      const [seq1] = await insertEvents(b, "inv.saga", 1, { id: saga, firstSeq: 1 });
+      await b.query("commit");
+      const [seq2, seq3] = await insertEvents(a, "inv.saga", 2, { id: saga, firstSeq: 2 });
+      await a.query("commit");
+    } finally {
+      a.release();
+      b.release();
+    }
+    // Nothing read yet: one batch holds everything, and pages of two cut it before seq 1.
+    const raw = await rawListener(db.url);
+    const durable: SagaEvent[] = [];
+    const sub = engine.subscribe({ types: ["inv.saga", "inv.filler"] }, (e) => void durable.push(e), {
+      durable: "inversion",
+      batchSize: 2,
+      pollInterval: 50,
+    });
+    const relay = testRelay(db.url, db.pool, { batchSize: 2 });
+    try {
+      await waitUntil("published", () => raw.messages.filter(ofType("inv.")).length >= 6);
+      await waitUntil("consumed", () => durable.length >= 6);
+      await sleep(200);
+      for (const got of [raw.messages.filter(ofType("inv.")), durable]) {
+        expect(got.filter((e) => e.sagaId === saga).map((e) => e.seq)).toEqual([1, 2, 3]);
+        expect(got).toHaveLength(6);
+      }
+    } finally {
+      await relay.stop();
+      await sub.close();
+      await raw.close();
+    }
+  });
+
   it("property: concurrent writers with rollbacks and delays → delivered set = committed set, once each", async () => {
     const raw = await rawListener(db.url);
     const durable = new Map<number, number>();
