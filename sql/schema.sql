@@ -90,6 +90,99 @@ begin
   end if;
 end $$;
 
+CREATE FUNCTION saga._batch_page(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint, p_ahead bigint[], p_limit integer) RETURNS TABLE(id bigint, xid xid8)
+    LANGUAGE sql STABLE
+    AS $$
+  select b.id, b.xid from (
+    (select o.id, o.xid from saga.outbox o
+     where (o.xid, o.id) > (greatest(p_xid, pg_snapshot_xmax(p_prev)),
+                            case when p_xid >= pg_snapshot_xmax(p_prev) then p_id else 0 end)
+       and o.xid < pg_snapshot_xmax(p_cur)
+       and pg_visible_in_snapshot(o.xid, p_cur) and o.id <> all(p_ahead)
+     order by o.xid, o.id limit p_limit)
+    union all
+    (select o.id, o.xid
+     from pg_snapshot_xip(p_prev) x
+     cross join lateral (
+       select o.id, o.xid from saga.outbox o
+       where o.xid = x and o.id > case when x = p_xid then p_id else 0 end and o.id <> all(p_ahead)
+       order by o.id limit p_limit) o
+     where x >= p_xid and pg_visible_in_snapshot(x, p_cur))
+  ) b
+  order by b.xid, b.id limit p_limit
+$$;
+
+CREATE FUNCTION saga._batch_pulled(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint, p_ahead bigint[], p_sagas uuid[], p_seqs integer[]) RETURNS TABLE(id bigint, xid xid8)
+    LANGUAGE sql STABLE
+    AS $$
+  select o.id, o.xid
+  from unnest(p_sagas, p_seqs) s(saga_id, seq)
+  join saga.outbox o on o.saga_id = s.saga_id and o.seq < s.seq
+  where (o.xid, o.id) > (p_xid, p_id) and o.id <> all(p_ahead)
+    and pg_visible_in_snapshot(o.xid, p_cur) and not pg_visible_in_snapshot(o.xid, p_prev)
+$$;
+
+CREATE FUNCTION saga._batch_read(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint, p_ahead bigint[], p_scan integer, p_want integer, p_types text[], p_names text[], p_saga_ids uuid[]) RETURNS TABLE(n bigint, id bigint, xid xid8, matches boolean, pulled boolean, page_end boolean, more boolean)
+    LANGUAGE plpgsql STABLE
+    AS $$
+#variable_conflict use_column
+declare
+  v_page bigint[];
+  v_matches bigint[];
+  v_read int;
+  v_end_xid xid8;
+  v_end_id bigint;
+  v_more boolean;
+  v_pulled bigint[];
+begin
+  select array_agg(c.id order by c.xid, c.id), array_agg(c.id) filter (where c.matches), max(c.total)
+  into v_page, v_matches, v_read
+  from (select b.id, b.xid, f.matches, count(*) over () as total,
+               count(*) filter (where f.matches) over (order by b.xid, b.id) as k
+        from saga._batch_page(p_prev, p_cur, p_xid, p_id, p_ahead, p_scan) b
+        join saga.outbox o on o.id = b.id
+        cross join lateral (select (p_types is null or o.type = any(p_types))
+                                   and (p_names is null or o.name = any(p_names))
+                                   and (p_saga_ids is null or o.saga_id = any(p_saga_ids)) as matches) f) c
+  where c.k < p_want or (c.k = p_want and c.matches);
+  if v_page is null then
+    return;
+  end if;
+  v_end_id := v_page[cardinality(v_page)];
+  select o.xid into v_end_xid from saga.outbox o where o.id = v_end_id;
+  v_more := v_read = p_scan or coalesce(cardinality(v_matches), 0) = p_want;
+  if v_more then
+    select array_agg(p.id) into v_pulled
+    from (select o.saga_id, max(o.seq) as seq from saga.outbox o
+          where o.id = any(v_page) and o.saga_id is not null and o.seq is not null group by o.saga_id) m,
+         saga._batch_pulled(p_prev, p_cur, v_end_xid, v_end_id, p_ahead, array[m.saga_id], array[m.seq]) p;
+  end if;
+  return query
+    with u as (
+      select o.id, o.xid, o.seq, o.id = any(coalesce(v_pulled, '{}')) as pulled,
+             coalesce(o.saga_id::text, o.id::text) as g,
+             (p_types is null or o.type = any(p_types)) and (p_names is null or o.name = any(p_names))
+               and (p_saga_ids is null or o.saga_id = any(p_saga_ids)) as matches
+      from saga.outbox o where o.id = any(v_page || coalesce(v_pulled, '{}'))),
+    slots as (select u.xid, u.id, u.g, row_number() over (partition by u.g order by u.xid, u.id) as k from u),
+    ranked as (select u.*, row_number() over (partition by u.g order by u.seq, u.xid, u.id) as k from u)
+    select row_number() over (order by s.xid, s.id), r.id, r.xid, r.matches, r.pulled, r.id = v_end_id, v_more
+    from slots s join ranked r on r.g = s.g and r.k = s.k
+    order by s.xid, s.id;
+end $$;
+
+CREATE FUNCTION saga._cursor_pending(p_name text, p_limit integer) RETURNS TABLE(id bigint, created_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  return query
+    select o.id, o.created_at from saga.subscriptions s
+    cross join lateral saga._batch_page(s.tick, pg_current_snapshot(), s.cursor_xid, s.cursor_id, s.ahead,
+                                        p_limit) b
+    join saga.outbox o on o.id = b.id
+    where s.name = p_name;
+end $$;
+
 CREATE FUNCTION saga._enqueue(p_task text, p_payload json, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -142,69 +235,87 @@ CREATE FUNCTION saga._relay_publish(p_name text, p_epoch bigint, p_limit integer
     LANGUAGE plpgsql
     AS $$
 declare
-  v_cursor_xid xid8;
-  v_cursor_id bigint;
-  v_messages text[];
-  v_last_xid xid8;
-  v_last_id bigint;
-  v_message text;
+  s record;
+  v_cur pg_snapshot;
+  v_ids bigint[];
+  v_pulled bigint[];
+  v_end_xid xid8;
+  v_end_id bigint;
+  v_count int;
+  v_more boolean;
   v_started int;
+  v_message text;
+  v_renew boolean;
 begin
-  -- Read before locking: a row lock takes a transaction id, and ours would then cap the watermark.
-  select s.cursor_xid, s.cursor_id into v_cursor_xid, v_cursor_id
-  from saga.subscriptions s where s.name = p_name and s.epoch = p_epoch;
+  select c.tick, c.batch_tick, c.cursor_xid, c.cursor_id, c.ahead,
+         c.lease_expires_at is null
+           or c.lease_expires_at < now() + p_lease_ms * interval '1 millisecond' * 2 / 3 as renew
+  into s from saga.subscriptions c where c.name = p_name and c.epoch = p_epoch;
   if not found then
     return query select -1, false;
     return;
   end if;
+  v_cur := coalesce(s.batch_tick, pg_current_snapshot());
 
-  -- outbox_xid_id_idx: a range scan from the cursor in (xid, id) order, stopped by the watermark and the limit.
-  select array_agg(saga._event_message(b.r) order by b.xid, b.id),
-         (array_agg(b.xid order by b.xid desc, b.id desc))[1],
-         (array_agg(b.id order by b.xid desc, b.id desc))[1],
-         count(*) filter (where (b.r).type = 'saga.started')
-  into v_messages, v_last_xid, v_last_id, v_started
-  from (select o as r, o.xid, o.id from saga.outbox o
-        where (o.xid, o.id) > (v_cursor_xid, v_cursor_id)
-          and o.xid < pg_snapshot_xmin(pg_current_snapshot())
-        order by o.xid, o.id
-        limit p_limit) b;
+  select array_agg(b.id order by b.n), array_agg(b.id) filter (where b.pulled),
+         max(b.xid) filter (where b.page_end), max(b.id) filter (where b.page_end), bool_or(b.more)
+  into v_ids, v_pulled, v_end_xid, v_end_id, v_more
+  from saga._batch_read(s.tick, v_cur, s.cursor_xid, s.cursor_id, s.ahead, p_limit, p_limit, null, null, null) b;
 
-  if v_messages is null then
-    -- Idle: renew the lease only once a third of it is spent, so polling does not write every time.
-    update saga.subscriptions s set lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
-    where s.name = p_name and s.epoch = p_epoch
-      and (s.lease_expires_at is null or s.lease_expires_at < now() + p_lease_ms * interval '1 millisecond' * 2 / 3);
-    return query select 0, exists (
-      select 1 from saga.outbox o where (o.xid, o.id) > (v_cursor_xid, v_cursor_id));
+  if v_ids is null then
+    -- The batch is done (or was empty): the new snapshot becomes the tick. An empty new batch moves the tick
+    -- only when the lease is renewed anyway, so an idle relay does not write on every poll.
+    if s.batch_tick is not null or (s.renew and pg_snapshot_xmax(v_cur) > pg_snapshot_xmax(s.tick)) then
+      update saga.subscriptions c
+      set tick = v_cur, batch_tick = null, cursor_xid = '0', cursor_id = 0, ahead = '{}', updated_at = now(),
+          lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+      where c.name = p_name and c.epoch = p_epoch;
+    elsif s.renew then
+      update saga.subscriptions c set lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+      where c.name = p_name and c.epoch = p_epoch;
+    end if;
+    return query select 0, s.batch_tick is not null;
     return;
   end if;
 
-  -- Fence: still our epoch and still the cursor we read (the row lock serializes racing relays).
-  perform 1 from saga.subscriptions s
-  where s.name = p_name and s.epoch = p_epoch and s.cursor_xid = v_cursor_xid and s.cursor_id = v_cursor_id
+  -- Fence: still our epoch and still the position we read (the row lock serializes racing relays).
+  perform 1 from saga.subscriptions c
+  where c.name = p_name and c.epoch = p_epoch and c.cursor_xid = s.cursor_xid and c.cursor_id = s.cursor_id
+    and c.tick::text = s.tick::text and c.batch_tick::text is not distinct from s.batch_tick::text
   for update;
   if not found then
     return query select -1, false;
     return;
   end if;
 
-  foreach v_message in array v_messages loop
+  v_count := 0;
+  for v_message in
+    select saga._event_message(o) from unnest(v_ids) with ordinality u(id, n) join saga.outbox o on o.id = u.id
+    order by u.n
+  loop
     perform pg_notify('saga_events', v_message);
+    v_count := v_count + 1;
   end loop;
+  select count(*) into v_started from saga.outbox o where o.id = any(v_ids) and o.type = 'saga.started';
   -- Sagas started in a caller's transaction (start() with a client, saga.start() in SQL) queued their first
   -- job without waking anyone (saga._enqueue): wake graphile-worker's listeners now that they are committed.
   if v_started > 0 then
     perform pg_notify('jobs:insert', json_build_object('count', v_started)::text);
   end if;
 
-  update saga.subscriptions s
-  set cursor_xid = v_last_xid, cursor_id = v_last_id, updated_at = now(),
-      lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
-  where s.name = p_name and s.epoch = p_epoch;
-
-  return query select cardinality(v_messages), exists (
-    select 1 from saga.outbox o where (o.xid, o.id) > (v_last_xid, v_last_id));
+  if v_more then
+    update saga.subscriptions c
+    set batch_tick = v_cur, cursor_xid = v_end_xid, cursor_id = v_end_id,
+        ahead = c.ahead || coalesce(v_pulled, '{}'), updated_at = now(),
+        lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+    where c.name = p_name and c.epoch = p_epoch;
+  else
+    update saga.subscriptions c
+    set tick = v_cur, batch_tick = null, cursor_xid = '0', cursor_id = 0, ahead = '{}', updated_at = now(),
+        lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+    where c.name = p_name and c.epoch = p_epoch;
+  end if;
+  return query select v_count, v_more;
 end $$;
 
 CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
@@ -673,7 +784,10 @@ CREATE TABLE saga.subscriptions (
     lease_expires_at timestamp with time zone,
     filter jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tick pg_snapshot DEFAULT '1:1:'::pg_snapshot NOT NULL,
+    batch_tick pg_snapshot,
+    ahead bigint[] DEFAULT '{}'::bigint[] NOT NULL
 );
 
 ALTER TABLE ONLY saga.__drizzle_migrations ALTER COLUMN id SET DEFAULT nextval('saga.__drizzle_migrations_id_seq'::regclass);
