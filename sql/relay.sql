@@ -26,22 +26,23 @@ $$;
 -- committed since.
 create or replace function saga._batch_page(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint,
                                             p_ahead bigint[], p_limit int)
-returns table (id bigint, xid xid8)
+returns setof saga.outbox
 language sql stable as $$
-  select b.id, b.xid from (
-    (select o.id, o.xid from saga.outbox o
+  select b.* from (
+    (select o.* from saga.outbox o
      where (o.xid, o.id) > (greatest(p_xid, pg_snapshot_xmax(p_prev)),
                             case when p_xid >= pg_snapshot_xmax(p_prev) then p_id else 0 end)
        and o.xid < pg_snapshot_xmax(p_cur)
        and pg_visible_in_snapshot(o.xid, p_cur) and o.id <> all(p_ahead)
      order by o.xid, o.id limit p_limit)
     union all
-    (select o.id, o.xid
+    (select o.*
      from pg_snapshot_xip(p_prev) x
      cross join lateral (
-       select o.id, o.xid from saga.outbox o
-       where o.xid = x and o.id > case when x = p_xid then p_id else 0 end and o.id <> all(p_ahead)
-       order by o.id limit p_limit) o
+       select o.* from saga.outbox o
+       where o.xid = x and (o.xid, o.id) > (x, case when x = p_xid then p_id else 0 end)
+         and o.id <> all(p_ahead)
+       order by o.xid, o.id limit p_limit) o
      where x >= p_xid and pg_visible_in_snapshot(x, p_cur))
   ) b
   order by b.xid, b.id limit p_limit
@@ -50,17 +51,16 @@ $$;
 
 -- Events of the batch (p_prev, p_cur) after the page ending at (p_xid, p_id) that must come before it: a
 -- saga's events commit in seq order (each transition holds the saga's row lock), but a transaction can take
--- its xid early and commit late, so within one batch a later seq can sort before an earlier one. Given each
+-- its xid early and commit late, so within one batch a later seq can sort before an earlier one. Given a
 -- saga of the page with its highest seq there, returns that saga's lower seqs the page does not hold.
 -- outbox_saga_id_seq_idx.
 create or replace function saga._batch_pulled(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint,
-                                              p_ahead bigint[], p_sagas uuid[], p_seqs int[])
-returns table (id bigint, xid xid8)
+                                              p_ahead bigint[], p_saga_id uuid, p_seq int)
+returns setof saga.outbox
 language sql stable as $$
-  select o.id, o.xid
-  from unnest(p_sagas, p_seqs) s(saga_id, seq)
-  join saga.outbox o on o.saga_id = s.saga_id and o.seq < s.seq
-  where (o.xid, o.id) > (p_xid, p_id) and o.id <> all(p_ahead)
+  select o.* from saga.outbox o
+  where o.saga_id = p_saga_id and o.seq < p_seq
+    and (o.xid, o.id) > (p_xid, p_id) and o.id <> all(p_ahead)
     and pg_visible_in_snapshot(o.xid, p_cur) and not pg_visible_in_snapshot(o.xid, p_prev)
 $$;
 --> statement-breakpoint
@@ -68,57 +68,47 @@ $$;
 -- A page and what it must pull forward, in delivery order: (xid, id) order, except that each saga's events
 -- take the slots that saga has in it in seq order. The page is the first p_scan events of the batch after the
 -- position, cut after the p_want-th that passes the filter (null filters pass everything): events the filter
--- rejects only move the position. `more`: the page did not reach the end of the batch.
+-- rejects only move the position. `more`: the page may not have reached the end of the batch.
 create or replace function saga._batch_read(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint,
                                             p_ahead bigint[], p_scan int, p_want int, p_types text[],
                                             p_names text[], p_saga_ids uuid[])
-returns table (n bigint, id bigint, xid xid8, matches boolean, pulled boolean, page_end boolean, more boolean)
-language plpgsql stable as $$
-#variable_conflict use_column
-declare
-  v_page bigint[];
-  v_matches bigint[];
-  v_read int;
-  v_end_xid xid8;
-  v_end_id bigint;
-  v_more boolean;
-  v_pulled bigint[];
-begin
-  select array_agg(c.id order by c.xid, c.id), array_agg(c.id) filter (where c.matches), max(c.total)
-  into v_page, v_matches, v_read
-  from (select b.id, b.xid, f.matches, count(*) over () as total,
-               count(*) filter (where f.matches) over (order by b.xid, b.id) as k
-        from saga._batch_page(p_prev, p_cur, p_xid, p_id, p_ahead, p_scan) b
-        join saga.outbox o on o.id = b.id
-        cross join lateral (select (p_types is null or o.type = any(p_types))
-                                   and (p_names is null or o.name = any(p_names))
-                                   and (p_saga_ids is null or o.saga_id = any(p_saga_ids)) as matches) f) c
-  where c.k < p_want or (c.k = p_want and c.matches);
-  if v_page is null then
-    return;
-  end if;
-  v_end_id := v_page[cardinality(v_page)];
-  select o.xid into v_end_xid from saga.outbox o where o.id = v_end_id;
-  v_more := v_read = p_scan or coalesce(cardinality(v_matches), 0) = p_want;
-  if v_more then
-    select array_agg(p.id) into v_pulled
-    from (select o.saga_id, max(o.seq) as seq from saga.outbox o
-          where o.id = any(v_page) and o.saga_id is not null and o.seq is not null group by o.saga_id) m,
-         saga._batch_pulled(p_prev, p_cur, v_end_xid, v_end_id, p_ahead, array[m.saga_id], array[m.seq]) p;
-  end if;
-  return query
-    with u as (
-      select o.id, o.xid, o.seq, o.id = any(coalesce(v_pulled, '{}')) as pulled,
-             coalesce(o.saga_id::text, o.id::text) as g,
-             (p_types is null or o.type = any(p_types)) and (p_names is null or o.name = any(p_names))
-               and (p_saga_ids is null or o.saga_id = any(p_saga_ids)) as matches
-      from saga.outbox o where o.id = any(v_page || coalesce(v_pulled, '{}'))),
-    slots as (select u.xid, u.id, u.g, row_number() over (partition by u.g order by u.xid, u.id) as k from u),
-    ranked as (select u.*, row_number() over (partition by u.g order by u.seq, u.xid, u.id) as k from u)
-    select row_number() over (order by s.xid, s.id), r.id, r.xid, r.matches, r.pulled, r.id = v_end_id, v_more
-    from slots s join ranked r on r.g = s.g and r.k = s.k
-    order by s.xid, s.id;
-end $$;
+returns table (n bigint, r saga.outbox, matches boolean, pulled boolean, page_end boolean, more boolean)
+language sql stable as $$
+  with page as materialized (
+    select b.xid, b.id, b.saga_id, b.seq, f.matches, count(*) over () as total,
+           count(*) filter (where f.matches) over (order by b.xid, b.id) as k
+    from saga._batch_page(p_prev, p_cur, p_xid, p_id, p_ahead, p_scan) b
+    cross join lateral (select (p_types is null or b.type = any(p_types))
+                               and (p_names is null or b.name = any(p_names))
+                               and (p_saga_ids is null or b.saga_id = any(p_saga_ids)) as matches) f),
+  cut as materialized (select * from page where k < p_want or (k = p_want and matches)),
+  last as (
+    select c.xid, c.id,
+           (select max(total) from page) = p_scan or (select count(*) from cut where matches) = p_want as more
+    from cut c order by c.xid desc, c.id desc limit 1),
+  pulled as (
+    select p.xid, p.id, p.saga_id, p.seq,
+           (p_types is null or p.type = any(p_types)) and (p_names is null or p.name = any(p_names))
+             and (p_saga_ids is null or p.saga_id = any(p_saga_ids)) as matches
+    from last
+    cross join (select c.saga_id, max(c.seq) as seq from cut c
+                where c.saga_id is not null and c.seq is not null group by c.saga_id) m
+    cross join lateral saga._batch_pulled(p_prev, p_cur, last.xid, last.id, p_ahead, m.saga_id, m.seq) p
+    where last.more),
+  u as (
+    select c.xid, c.id, c.seq, c.matches, false as pulled, coalesce(c.saga_id::text, c.id::text) as g
+    from cut c
+    union all
+    select p.xid, p.id, p.seq, p.matches, true, p.saga_id::text from pulled p),
+  slots as (select u.xid, u.id, u.g, row_number() over (partition by u.g order by u.xid, u.id) as k from u),
+  ranked as (select u.*, row_number() over (partition by u.g order by u.seq, u.xid, u.id) as k from u)
+  -- The rows by primary key, one lookup each (a lateral subquery, whatever the estimates).
+  select row_number() over (order by s.xid, s.id), o.r, x.matches, x.pulled, (x.xid, x.id) = (l.xid, l.id),
+         l.more
+  from slots s join ranked x on x.g = s.g and x.k = s.k cross join last l
+  cross join lateral (select o as r from saga.outbox o where o.id = x.id) o
+  order by s.xid, s.id
+$$;
 --> statement-breakpoint
 
 -- One relay round trip: publishes the next page of the current batch and moves the cursor, in the caller's
@@ -131,15 +121,13 @@ language plpgsql as $$
 declare
   s record;
   v_cur pg_snapshot;
-  v_ids bigint[];
+  v_messages text[];
   v_pulled bigint[];
   v_end_xid xid8;
   v_end_id bigint;
-  v_count int;
   v_more boolean;
   v_started int;
   v_message text;
-  v_renew boolean;
 begin
   select c.tick, c.batch_tick, c.cursor_xid, c.cursor_id, c.ahead,
          c.lease_expires_at is null
@@ -151,12 +139,13 @@ begin
   end if;
   v_cur := coalesce(s.batch_tick, pg_current_snapshot());
 
-  select array_agg(b.id order by b.n), array_agg(b.id) filter (where b.pulled),
-         max(b.xid) filter (where b.page_end), max(b.id) filter (where b.page_end), bool_or(b.more)
-  into v_ids, v_pulled, v_end_xid, v_end_id, v_more
+  select array_agg(saga._event_message(b.r) order by b.n), array_agg((b.r).id) filter (where b.pulled),
+         max((b.r).xid) filter (where b.page_end), max((b.r).id) filter (where b.page_end), bool_or(b.more),
+         count(*) filter (where (b.r).type = 'saga.started')
+  into v_messages, v_pulled, v_end_xid, v_end_id, v_more, v_started
   from saga._batch_read(s.tick, v_cur, s.cursor_xid, s.cursor_id, s.ahead, p_limit, p_limit, null, null, null) b;
 
-  if v_ids is null then
+  if v_messages is null then
     -- The batch is done (or was empty): the new snapshot becomes the tick. An empty new batch moves the tick
     -- only when the lease is renewed anyway, so an idle relay does not write on every poll.
     if s.batch_tick is not null or (s.renew and pg_snapshot_xmax(v_cur) > pg_snapshot_xmax(s.tick)) then
@@ -182,15 +171,9 @@ begin
     return;
   end if;
 
-  v_count := 0;
-  for v_message in
-    select saga._event_message(o) from unnest(v_ids) with ordinality u(id, n) join saga.outbox o on o.id = u.id
-    order by u.n
-  loop
+  foreach v_message in array v_messages loop
     perform pg_notify('saga_events', v_message);
-    v_count := v_count + 1;
   end loop;
-  select count(*) into v_started from saga.outbox o where o.id = any(v_ids) and o.type = 'saga.started';
   -- Sagas started in a caller's transaction (start() with a client, saga.start() in SQL) queued their first
   -- job without waking anyone (saga._enqueue): wake graphile-worker's listeners now that they are committed.
   if v_started > 0 then
@@ -209,7 +192,7 @@ begin
         lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
     where c.name = p_name and c.epoch = p_epoch;
   end if;
-  return query select v_count, v_more;
+  return query select cardinality(v_messages), v_more;
 end $$;
 --> statement-breakpoint
 
@@ -220,9 +203,8 @@ returns table (id bigint, created_at timestamptz)
 language plpgsql stable as $$
 begin
   return query
-    select o.id, o.created_at from saga.subscriptions s
+    select b.id, b.created_at from saga.subscriptions s
     cross join lateral saga._batch_page(s.tick, pg_current_snapshot(), s.cursor_xid, s.cursor_id, s.ahead,
                                         p_limit) b
-    join saga.outbox o on o.id = b.id
     where s.name = p_name;
 end $$;

@@ -125,5 +125,5 @@ describe("a transaction open elsewhere on the server", () => {
       await sub.close();
       await raw.close();
     }
-  });
+  }, 240_000);
 });

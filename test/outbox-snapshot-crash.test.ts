@@ -177,4 +177,4 @@ it("20 overlapping transactions out of xid order, relay and two durable subscrip
     await writers.end();
     await raw.close();
   }
-});
+}, 240_000);

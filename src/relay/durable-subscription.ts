@@ -36,7 +36,7 @@ interface Counters {
 }
 
 // Rows scanned per page, as a multiple of batchSize, so a selective filter still moves the cursor along.
-const SCAN_FACTOR = 10;
+const SCAN_FACTOR = 4;
 const MAX_BACKOFF_MS = 5_000;
 const REDRIVE_CHECK_POLLS = 10;
 

@@ -58,13 +58,12 @@ export async function readPage(
 ): Promise<Page> {
   const { rows } = await db.query<OutboxRow & { cur: string }>(
     `with b as (select coalesce($2::pg_snapshot, pg_current_snapshot()) as cur)
-     select b.cur::text as cur, o.id, o.xid::text as xid, o.saga_id, o.seq, o.type, o.step, o.name, o.key,
-            o.created_at, r.matches, r.pulled, r.page_end, r.more,
-            case when r.matches then o.payload end as payload
+     select b.cur::text as cur, (r.r).id, (r.r).xid::text as xid, (r.r).saga_id, (r.r).seq, (r.r).type,
+            (r.r).step, (r.r).name, (r.r).key, (r.r).created_at, r.matches, r.pulled, r.page_end, r.more,
+            case when r.matches then (r.r).payload end as payload
      from b
      left join lateral saga._batch_read($1::pg_snapshot, b.cur, $3::xid8, $4::bigint, $5::bigint[], $6, $7,
                                         $8::text[], $9::text[], $10::uuid[]) r on true
-     left join saga.outbox o on o.id = r.id
      order by r.n`,
     [
       cursor.tick,
