@@ -47,9 +47,8 @@ export async function addHistory(o: BenchOptions, from: number, count: number): 
     // Finished sagas' events were published long ago: move the relay's cursor past them, or the relay would
     // spend the measured runs publishing a backlog of millions (one NOTIFY each).
     await client.query(
-      `update saga.subscriptions s set cursor_xid = m.xid, cursor_id = m.id
-       from (select xid, id from saga.outbox order by xid desc, id desc limit 1) m
-       where s.name = '$relay'`,
+      `update saga.subscriptions set tick = pg_current_snapshot(), batch_tick = null, cursor_xid = '0', cursor_id = 0,
+         ahead = '{}' where name = '$relay'`,
     );
     await client.query("vacuum analyze saga.instances, saga.steps, saga.outbox");
   } finally {

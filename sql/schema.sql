@@ -90,6 +90,101 @@ begin
   end if;
 end $$;
 
+CREATE TABLE saga.outbox (
+    id bigint NOT NULL,
+    xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
+    saga_id uuid,
+    seq integer,
+    type text NOT NULL,
+    step text,
+    name text,
+    key text,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE FUNCTION saga._batch_page(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint, p_ahead bigint[], p_limit integer) RETURNS SETOF saga.outbox
+    LANGUAGE sql STABLE
+    AS $$
+  select b.* from (
+    (select o.* from saga.outbox o
+     where (o.xid, o.id) > (greatest(p_xid, pg_snapshot_xmax(p_prev)),
+                            case when p_xid >= pg_snapshot_xmax(p_prev) then p_id else 0 end)
+       and o.xid < pg_snapshot_xmax(p_cur)
+       and pg_visible_in_snapshot(o.xid, p_cur) and o.id <> all(p_ahead)
+     order by o.xid, o.id limit p_limit)
+    union all
+    (select o.*
+     from pg_snapshot_xip(p_prev) x
+     cross join lateral (
+       select o.* from saga.outbox o
+       where o.xid = x and (o.xid, o.id) > (x, case when x = p_xid then p_id else 0 end)
+         and o.id <> all(p_ahead)
+       order by o.xid, o.id limit p_limit) o
+     where x >= p_xid and pg_visible_in_snapshot(x, p_cur))
+  ) b
+  order by b.xid, b.id limit p_limit
+$$;
+
+CREATE FUNCTION saga._batch_pulled(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint, p_ahead bigint[], p_saga_id uuid, p_seq integer) RETURNS SETOF saga.outbox
+    LANGUAGE sql STABLE
+    AS $$
+  select o.* from saga.outbox o
+  where o.saga_id = p_saga_id and o.seq < p_seq
+    and (o.xid, o.id) > (p_xid, p_id) and o.id <> all(p_ahead)
+    and pg_visible_in_snapshot(o.xid, p_cur) and not pg_visible_in_snapshot(o.xid, p_prev)
+$$;
+
+CREATE FUNCTION saga._batch_read(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint, p_ahead bigint[], p_scan integer, p_want integer, p_types text[], p_names text[], p_saga_ids uuid[]) RETURNS TABLE(n bigint, r saga.outbox, matches boolean, pulled boolean, page_end boolean, more boolean)
+    LANGUAGE sql STABLE
+    AS $$
+  with page as materialized (
+    select b.xid, b.id, b.saga_id, b.seq, f.matches, count(*) over () as total,
+           count(*) filter (where f.matches) over (order by b.xid, b.id) as k
+    from saga._batch_page(p_prev, p_cur, p_xid, p_id, p_ahead, p_scan) b
+    cross join lateral (select (p_types is null or b.type = any(p_types))
+                               and (p_names is null or b.name = any(p_names))
+                               and (p_saga_ids is null or b.saga_id = any(p_saga_ids)) as matches) f),
+  cut as materialized (select * from page where k < p_want or (k = p_want and matches)),
+  last as (
+    select c.xid, c.id,
+           (select max(total) from page) = p_scan or (select count(*) from cut where matches) = p_want as more
+    from cut c order by c.xid desc, c.id desc limit 1),
+  pulled as (
+    select p.xid, p.id, p.saga_id, p.seq,
+           (p_types is null or p.type = any(p_types)) and (p_names is null or p.name = any(p_names))
+             and (p_saga_ids is null or p.saga_id = any(p_saga_ids)) as matches
+    from last
+    cross join (select c.saga_id, max(c.seq) as seq from cut c
+                where c.saga_id is not null and c.seq is not null group by c.saga_id) m
+    cross join lateral saga._batch_pulled(p_prev, p_cur, last.xid, last.id, p_ahead, m.saga_id, m.seq) p
+    where last.more),
+  u as (
+    select c.xid, c.id, c.seq, c.matches, false as pulled, coalesce(c.saga_id::text, c.id::text) as g
+    from cut c
+    union all
+    select p.xid, p.id, p.seq, p.matches, true, p.saga_id::text from pulled p),
+  slots as (select u.xid, u.id, u.g, row_number() over (partition by u.g order by u.xid, u.id) as k from u),
+  ranked as (select u.*, row_number() over (partition by u.g order by u.seq, u.xid, u.id) as k from u)
+  -- The rows by primary key, one lookup each (a lateral subquery, whatever the estimates).
+  select row_number() over (order by s.xid, s.id), o.r, x.matches, x.pulled, (x.xid, x.id) = (l.xid, l.id),
+         l.more
+  from slots s join ranked x on x.g = s.g and x.k = s.k cross join last l
+  cross join lateral (select o as r from saga.outbox o where o.id = x.id) o
+  order by s.xid, s.id
+$$;
+
+CREATE FUNCTION saga._cursor_pending(p_name text, p_limit integer) RETURNS TABLE(id bigint, created_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  return query
+    select b.id, b.created_at from saga.subscriptions s
+    cross join lateral saga._batch_page(s.tick, pg_current_snapshot(), s.cursor_xid, s.cursor_id, s.ahead,
+                                        p_limit) b
+    where s.name = p_name;
+end $$;
+
 CREATE FUNCTION saga._enqueue(p_task text, p_payload json, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -104,19 +199,6 @@ begin
   insert into graphile_worker._private_jobs (task_id, payload, run_at)
   values (v_task_id, p_payload, coalesce(p_run_at, now()));
 end $$;
-
-CREATE TABLE saga.outbox (
-    id bigint NOT NULL,
-    xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
-    saga_id uuid,
-    seq integer,
-    type text NOT NULL,
-    step text,
-    name text,
-    key text,
-    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
-);
 
 CREATE FUNCTION saga._event_message(o saga.outbox) RETURNS text
     LANGUAGE sql STABLE
@@ -142,47 +224,52 @@ CREATE FUNCTION saga._relay_publish(p_name text, p_epoch bigint, p_limit integer
     LANGUAGE plpgsql
     AS $$
 declare
-  v_cursor_xid xid8;
-  v_cursor_id bigint;
+  s record;
+  v_cur pg_snapshot;
   v_messages text[];
-  v_last_xid xid8;
-  v_last_id bigint;
-  v_message text;
+  v_pulled bigint[];
+  v_end_xid xid8;
+  v_end_id bigint;
+  v_more boolean;
   v_started int;
+  v_message text;
 begin
-  -- Read before locking: a row lock takes a transaction id, and ours would then cap the watermark.
-  select s.cursor_xid, s.cursor_id into v_cursor_xid, v_cursor_id
-  from saga.subscriptions s where s.name = p_name and s.epoch = p_epoch;
+  select c.tick, c.batch_tick, c.cursor_xid, c.cursor_id, c.ahead,
+         c.lease_expires_at is null
+           or c.lease_expires_at < now() + p_lease_ms * interval '1 millisecond' * 2 / 3 as renew
+  into s from saga.subscriptions c where c.name = p_name and c.epoch = p_epoch;
   if not found then
     return query select -1, false;
     return;
   end if;
+  v_cur := coalesce(s.batch_tick, pg_current_snapshot());
 
-  -- outbox_xid_id_idx: a range scan from the cursor in (xid, id) order, stopped by the watermark and the limit.
-  select array_agg(saga._event_message(b.r) order by b.xid, b.id),
-         (array_agg(b.xid order by b.xid desc, b.id desc))[1],
-         (array_agg(b.id order by b.xid desc, b.id desc))[1],
+  select array_agg(saga._event_message(b.r) order by b.n), array_agg((b.r).id) filter (where b.pulled),
+         max((b.r).xid) filter (where b.page_end), max((b.r).id) filter (where b.page_end), bool_or(b.more),
          count(*) filter (where (b.r).type = 'saga.started')
-  into v_messages, v_last_xid, v_last_id, v_started
-  from (select o as r, o.xid, o.id from saga.outbox o
-        where (o.xid, o.id) > (v_cursor_xid, v_cursor_id)
-          and o.xid < pg_snapshot_xmin(pg_current_snapshot())
-        order by o.xid, o.id
-        limit p_limit) b;
+  into v_messages, v_pulled, v_end_xid, v_end_id, v_more, v_started
+  from saga._batch_read(s.tick, v_cur, s.cursor_xid, s.cursor_id, s.ahead, p_limit, p_limit, null, null, null) b;
 
   if v_messages is null then
-    -- Idle: renew the lease only once a third of it is spent, so polling does not write every time.
-    update saga.subscriptions s set lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
-    where s.name = p_name and s.epoch = p_epoch
-      and (s.lease_expires_at is null or s.lease_expires_at < now() + p_lease_ms * interval '1 millisecond' * 2 / 3);
-    return query select 0, exists (
-      select 1 from saga.outbox o where (o.xid, o.id) > (v_cursor_xid, v_cursor_id));
+    -- The batch is done (or was empty): the new snapshot becomes the tick. An empty new batch moves the tick
+    -- only when the lease is renewed anyway, so an idle relay does not write on every poll.
+    if s.batch_tick is not null or (s.renew and pg_snapshot_xmax(v_cur) > pg_snapshot_xmax(s.tick)) then
+      update saga.subscriptions c
+      set tick = v_cur, batch_tick = null, cursor_xid = '0', cursor_id = 0, ahead = '{}', updated_at = now(),
+          lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+      where c.name = p_name and c.epoch = p_epoch;
+    elsif s.renew then
+      update saga.subscriptions c set lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+      where c.name = p_name and c.epoch = p_epoch;
+    end if;
+    return query select 0, s.batch_tick is not null;
     return;
   end if;
 
-  -- Fence: still our epoch and still the cursor we read (the row lock serializes racing relays).
-  perform 1 from saga.subscriptions s
-  where s.name = p_name and s.epoch = p_epoch and s.cursor_xid = v_cursor_xid and s.cursor_id = v_cursor_id
+  -- Fence: still our epoch and still the position we read (the row lock serializes racing relays).
+  perform 1 from saga.subscriptions c
+  where c.name = p_name and c.epoch = p_epoch and c.cursor_xid = s.cursor_xid and c.cursor_id = s.cursor_id
+    and c.tick::text = s.tick::text and c.batch_tick::text is not distinct from s.batch_tick::text
   for update;
   if not found then
     return query select -1, false;
@@ -198,13 +285,19 @@ begin
     perform pg_notify('jobs:insert', json_build_object('count', v_started)::text);
   end if;
 
-  update saga.subscriptions s
-  set cursor_xid = v_last_xid, cursor_id = v_last_id, updated_at = now(),
-      lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
-  where s.name = p_name and s.epoch = p_epoch;
-
-  return query select cardinality(v_messages), exists (
-    select 1 from saga.outbox o where (o.xid, o.id) > (v_last_xid, v_last_id));
+  if v_more then
+    update saga.subscriptions c
+    set batch_tick = v_cur, cursor_xid = v_end_xid, cursor_id = v_end_id,
+        ahead = c.ahead || coalesce(v_pulled, '{}'), updated_at = now(),
+        lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+    where c.name = p_name and c.epoch = p_epoch;
+  else
+    update saga.subscriptions c
+    set tick = v_cur, batch_tick = null, cursor_xid = '0', cursor_id = 0, ahead = '{}', updated_at = now(),
+        lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+    where c.name = p_name and c.epoch = p_epoch;
+  end if;
+  return query select cardinality(v_messages), v_more;
 end $$;
 
 CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
@@ -706,7 +799,10 @@ CREATE TABLE saga.subscriptions (
     lease_expires_at timestamp with time zone,
     filter jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tick pg_snapshot DEFAULT '1:1:'::pg_snapshot NOT NULL,
+    batch_tick pg_snapshot,
+    ahead bigint[] DEFAULT '{}'::bigint[] NOT NULL
 );
 
 ALTER TABLE ONLY saga.__drizzle_migrations ALTER COLUMN id SET DEFAULT nextval('saga.__drizzle_migrations_id_seq'::regclass);

@@ -15,6 +15,8 @@ export interface HealthOptions {
   requireWorkers?: boolean;
   /** Unhealthy when a durable subscription lags more than this, in ms. Default: lag is reported, never fails. */
   maxRelayLagMs?: number;
+  /** Warns about a transaction open on the server for longer than this, in ms (a vacuum risk). Default 60000. */
+  maxTransactionAgeMs?: number;
   /** Gives up on an unresponsive database after this many ms. Default 5000. */
   timeoutMs?: number;
 }
@@ -36,6 +38,15 @@ export interface SubscriptionLag {
   pendingEvents: number;
   /** Age of the oldest event it has not consumed; 0 when caught up. */
   lagMs: number;
+}
+
+/** A transaction open on the server (any database): a risk for vacuum, never a stall of event delivery. */
+export interface OpenTransaction {
+  pid: number;
+  database: string | null;
+  application: string;
+  state: string | null;
+  ageMs: number;
 }
 
 /** What {@link checkHealth} found. `healthy` is false when `problems` is not empty. */
@@ -64,6 +75,8 @@ export interface HealthReport {
   versions: { served: string[]; unserved: { saga: string; active: number }[] };
   /** Durable subscriptions' lag; null when the relay tables are not there. */
   relay: { subscriptions: SubscriptionLag[]; maxLagMs: number } | null;
+  /** The oldest transaction open on the server that holds an xid or a snapshot; null when there is none. */
+  oldestTransaction: OpenTransaction | null;
   deadLetters: number | null;
   stuck: number | null;
 }
@@ -79,17 +92,23 @@ const ACTIVE_VERSIONS_SQL = `
 select name || '@' || version as saga, count(*)::int as active
 from saga.instances where state in ('running', 'compensating') group by 1 order by 1`;
 
-// outbox_xid_id_idx: each subscription's pending range starts at its cursor.
+// Each subscription's first unconsumed events (saga._cursor_pending: outbox_xid_id_idx from its position).
 const RELAY_SQL = `
 select s.name, p.pending::int as "pendingEvents",
   coalesce((extract(epoch from now() - p.oldest) * 1000)::float8, 0) as "lagMs"
 from saga.subscriptions s
-cross join lateral (
-  select count(*) as pending, min(o.created_at) as oldest
-  from (select o.created_at from saga.outbox o where (o.xid, o.id) > (s.cursor_xid, s.cursor_id)
-        order by o.xid, o.id limit 100000) o
-) p
+cross join lateral (select count(*) as pending, min(c.created_at) as oldest
+                    from saga._cursor_pending(s.name, 100000) c) p
 order by s.name`;
+
+// The oldest transaction on the whole server that holds a transaction id or a snapshot: it delays no event
+// delivery (cursors read by snapshot ticks), but it keeps vacuum from removing dead rows everywhere.
+const OLDEST_TRANSACTION_SQL = `
+select pid, datname as database, application_name as application, state,
+  (extract(epoch from now() - xact_start) * 1000)::float8 as "ageMs"
+from pg_stat_activity
+where xact_start is not null and (backend_xid is not null or backend_xmin is not null) and pid <> pg_backend_pid()
+order by xact_start limit 1`;
 
 type Db = Executor;
 
@@ -137,6 +156,7 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
     workers: { live: 0, stale: 0, list: [] },
     versions: { served: [], unserved: [] },
     relay: null,
+    oldestTransaction: null,
     deadLetters: null,
     stuck: null,
   };
@@ -202,6 +222,15 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
     report.relay = { subscriptions, maxLagMs };
     if (options.maxRelayLagMs !== undefined && maxLagMs > options.maxRelayLagMs)
       report.problems.push(`relay lag ${maxLagMs} ms is over ${options.maxRelayLagMs} ms`);
+  }
+  const oldest = (await db.query<OpenTransaction>(OLDEST_TRANSACTION_SQL)).rows[0];
+  if (oldest) {
+    report.oldestTransaction = { ...oldest, ageMs: Math.round(oldest.ageMs) };
+    if (oldest.ageMs > (options.maxTransactionAgeMs ?? 60_000))
+      report.warnings.push(
+        `transaction open for ${Math.round(oldest.ageMs / 1000)} s (pid ${oldest.pid}, database ${oldest.database ?? "?"}): ` +
+          "it delays no event, but vacuum cannot remove dead rows behind it; end it or set idle_in_transaction_session_timeout",
+      );
   }
   report.deadLetters = await optional(async () => {
     const { rows } = await db.query<{ n: number }>(

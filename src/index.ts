@@ -19,7 +19,13 @@ export type { EngineOptions, ListOptions, StartOptions } from "./options.js";
 export type { SagaMetrics } from "./sql/saga-metrics.js";
 export type { DashboardHandler, DashboardOptions } from "./dashboard/types.js";
 export { checkHealth } from "./health.js";
-export type { HealthOptions, HealthReport, SubscriptionLag, WorkerHealth } from "./health.js";
+export type {
+  HealthOptions,
+  HealthReport,
+  OpenTransaction,
+  SubscriptionLag,
+  WorkerHealth,
+} from "./health.js";
 export type { StuckReason, StuckSaga } from "./sql/stuck-sagas.js";
 export type { SagaWorker, WorkerOptions } from "./worker/run-worker.js";
 export type { ResumeOptions } from "./worker/resume.js";

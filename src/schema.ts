@@ -18,6 +18,7 @@ import {
 } from "drizzle-orm/pg-core";
 
 const xid8 = customType<{ data: string }>({ dataType: () => "xid8" });
+const pgSnapshot = customType<{ data: string }>({ dataType: () => "pg_snapshot" });
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 
 export const sagaSchema = pgSchema("saga");
@@ -102,7 +103,7 @@ export const outbox = sagaSchema.table(
   "outbox",
   {
     id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
-    /** The writing transaction: the relay reads in (xid, id) order below the oldest open transaction. */
+    /** The writing transaction: readers take the events visible in a new snapshot and not in their last one. */
     xid: xid8("xid")
       .notNull()
       .default(sql`pg_current_xact_id()`),
@@ -121,13 +122,27 @@ export const outbox = sagaSchema.table(
   (t) => [index("outbox_xid_id_idx").on(t.xid, t.id), index("outbox_saga_id_seq_idx").on(t.sagaId, t.seq)],
 );
 
-/** Durable consumers: one cursor each, with a lease so one process consumes at a time. */
+/**
+ * Durable consumers and the relay: one cursor each, with a lease so one process consumes at a time. A cursor
+ * is a snapshot tick: every event visible in `tick` is consumed. A batch in progress is the events visible in
+ * `batch_tick` and not in `tick`, consumed up to (cursor_xid, cursor_id) in (xid, id) order, plus `ahead`
+ * (ids delivered early to keep one saga's events in seq order).
+ */
 export const subscriptions = sagaSchema.table("subscriptions", {
   name: text("name").primaryKey(),
   cursorXid: xid8("cursor_xid")
     .notNull()
     .default(sql`'0'::xid8`),
   cursorId: bigint("cursor_id", { mode: "number" }).notNull().default(0),
+  /** Nothing consumed yet: no transaction id is below 1. */
+  tick: pgSnapshot("tick")
+    .notNull()
+    .default(sql`'1:1:'::pg_snapshot`),
+  batchTick: pgSnapshot("batch_tick"),
+  ahead: bigint("ahead", { mode: "number" })
+    .array()
+    .notNull()
+    .default(sql`'{}'::bigint[]`),
   epoch: bigint("epoch", { mode: "number" }).notNull().default(0),
   owner: text("owner"),
   leaseExpiresAt: tstz("lease_expires_at"),

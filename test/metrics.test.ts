@@ -219,10 +219,7 @@ describe("prometheus metrics over HTTP", () => {
   it("reports dead letters and relay lag per durable subscription", async () => {
     await db.pool.query("insert into saga.subscriptions (name) values ('billing'), ('audit')");
     // audit has consumed everything; billing nothing yet.
-    await db.pool.query(
-      `update saga.subscriptions set (cursor_xid, cursor_id) =
-         (select xid, id from saga.outbox order by xid desc, id desc limit 1) where name = 'audit'`,
-    );
+    await db.pool.query("update saga.subscriptions set tick = pg_current_snapshot() where name = 'audit'");
     await db.pool.query(
       `insert into saga.dead_letters (subscription, event_id, event, error, attempts)
        select 'billing', id, '{}', '{"code":"X"}', 5 from saga.outbox order by id limit 3`,

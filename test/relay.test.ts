@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSagaEngine, type SagaEngine, type SagaEvent } from "../src/index.js";
 import { useTestDatabase } from "./helpers/database.js";
 import {
-  inCommitSafeOrder,
+  type CommittedTransaction,
+  inCommitOrder,
   insertEvents,
   rawListener,
   sleep,
@@ -30,7 +31,7 @@ afterAll(async () => {
 const ofType = (prefix: string) => (m: { type: string }) => m.type.startsWith(prefix);
 
 describe("outbox relay", () => {
-  it("never skips the row of a transaction that commits after a later one (the gap)", async () => {
+  it("never skips the row of a transaction that commits after a later one, and never waits for it (the gap)", async () => {
     const raw = await rawListener(db.url);
     const durable: SagaEvent[] = [];
     const sub = engine.subscribe({ types: ["gap.t1", "gap.t2"] }, (e) => void durable.push(e), {
@@ -49,22 +50,68 @@ describe("outbox relay", () => {
       await t2.query("commit");
       expect(id1! < id2!).toBe(true);
 
-      // T2 is committed and visible, with the higher id: a reader by `id > last` would pass T1's row for good.
-      const visible = await db.pool.query("select id from saga.outbox where type like 'gap.%'");
-      expect(visible.rows.map((r) => Number(r.id))).toEqual([id2]);
+      // T2 is committed with the higher id: a reader by `id > last` would pass T1's row for good, and a reader
+      // below the oldest open transaction would hold T2 back for as long as T1 stays open. T2 goes out now.
+      await waitUntil("T2 published", () => raw.messages.filter(ofType("gap.")).length >= 1);
+      await waitUntil("T2 consumed", () => durable.length >= 1);
       const rounds = relay.stats.rounds;
       await waitUntil("the relay ran rounds with T1 open", () => relay.stats.rounds >= rounds + 5);
-      expect(raw.messages.filter(ofType("gap."))).toEqual([]);
-      expect(durable).toEqual([]);
+      expect(raw.messages.filter(ofType("gap.")).map((m) => m.id)).toEqual([id2]);
+      expect(durable.map((e) => e.id)).toEqual([id2]);
 
       await t1.query("commit");
       await waitUntil("both published", () => raw.messages.filter(ofType("gap.")).length >= 2);
       await waitUntil("both consumed", () => durable.length >= 2);
-      expect(raw.messages.filter(ofType("gap.")).map((m) => m.id)).toEqual([id1, id2]);
-      expect(durable.map((e) => e.id)).toEqual([id1, id2]);
+      await sleep(200); // a second copy, if any, would arrive now
+      expect(raw.messages.filter(ofType("gap.")).map((m) => m.id)).toEqual([id2, id1]);
+      expect(durable.map((e) => e.id)).toEqual([id2, id1]);
     } finally {
       t1.release();
       t2.release();
+      await relay.stop();
+      await sub.close();
+      await raw.close();
+    }
+  });
+
+  it("a saga's later seq with the lower xid, in one batch split into pages: every consumer still gets seq order", async () => {
+    const saga = "6f1d2c1e-0000-4000-8000-00000000c0de";
+    const a = await db.pool.connect();
+    const b = await db.pool.connect();
+    try {
+      // A takes its xid first; B writes seq 1 and commits; then A writes seqs 2 and 3 (the saga's row lock
+      // would order them so in the engine). In (xid, id) order A's events come first, with filler between.
+      await a.query("begin");
+      await a.query("select pg_current_xact_id()");
+      await b.query("begin");
+      await b.query("select pg_current_xact_id()");
+      await insertEvents(db.pool, "inv.filler", 3);
+      await insertEvents(b, "inv.saga", 1, { id: saga, firstSeq: 1 });
+      await b.query("commit");
+      await insertEvents(a, "inv.saga", 2, { id: saga, firstSeq: 2 });
+      await a.query("commit");
+    } finally {
+      a.release();
+      b.release();
+    }
+    // Nothing read yet: one batch holds everything, and pages of two cut it before seq 1.
+    const raw = await rawListener(db.url);
+    const durable: SagaEvent[] = [];
+    const sub = engine.subscribe({ types: ["inv.saga", "inv.filler"] }, (e) => void durable.push(e), {
+      durable: "inversion",
+      batchSize: 2,
+      pollInterval: 50,
+    });
+    const relay = testRelay(db.url, db.pool, { batchSize: 2 });
+    try {
+      await waitUntil("published", () => raw.messages.filter(ofType("inv.")).length >= 6);
+      await waitUntil("consumed", () => durable.length >= 6);
+      await sleep(200);
+      for (const got of [raw.messages.filter(ofType("inv.")), durable]) {
+        expect(got.filter((e) => e.sagaId === saga).map((e) => e.seq)).toEqual([1, 2, 3]);
+        expect(got).toHaveLength(6);
+      }
+    } finally {
       await relay.stop();
       await sub.close();
       await raw.close();
@@ -94,6 +141,7 @@ describe("outbox relay", () => {
         fc.asyncProperty(fc.array(tx, { minLength: 5, maxLength: 30 }), async (plan) => {
           const type = `prop.${run++}`;
           const committed: number[] = [];
+          const transactions: CommittedTransaction[] = [];
           await Promise.all(
             writers.map(async (client, w) => {
               for (const step of plan.filter((p) => p.writer === w)) {
@@ -103,8 +151,12 @@ describe("outbox relay", () => {
                   ids.push(...(await insertEvents(client, type, 1)));
                   await sleep(step.pauseMs);
                 }
+                const commitStart = performance.now();
                 await client.query(step.rollback ? "rollback" : "commit");
-                if (!step.rollback) committed.push(...ids);
+                if (!step.rollback) {
+                  committed.push(...ids);
+                  transactions.push({ ids, commitStart, commitEnd: performance.now() });
+                }
               }
             }),
           );
@@ -113,7 +165,7 @@ describe("outbox relay", () => {
           await waitUntil(`run ${type} consumed`, () => committed.every((id) => durable.has(id)));
           expect(new Set(published())).toEqual(new Set(committed));
           expect(published()).toHaveLength(committed.length);
-          expect(await inCommitSafeOrder(db.pool, published())).toBe(true);
+          expect(await inCommitOrder(db.pool, published(), transactions)).toEqual([]);
         }),
         { seed: 20_261_125, numRuns: 6, endOnFailure: true },
       );

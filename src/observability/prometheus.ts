@@ -43,7 +43,7 @@ const TERMINAL_EVENTS = new Set([
 const GAUGE_STATES = ["running", "compensating", "compensation_failed"] as const;
 
 // One round trip per scrape. Active sagas: instances_state_created_at_idx. Relay lag: one probe of
-// outbox_xid_id_idx per subscription (the first event past its cursor). Dead letters are few by nature.
+// outbox_xid_id_idx per subscription (its first unconsumed event, saga._cursor_pending). Dead letters are few by nature.
 const SNAPSHOT_SQL = `
 select 'sagas' as kind, name as label, state as state, count(*)::float8 as value
   from saga.instances where state in ('running', 'compensating', 'compensation_failed') group by name, state
@@ -52,8 +52,7 @@ select 'dead_letters', subscription, null, count(*)::float8
   from saga.dead_letters where redriven_at is null group by subscription
 union all
 select 'lag', s.name, null, coalesce(extract(epoch from now() - (
-    select o.created_at from saga.outbox o where (o.xid, o.id) > (s.cursor_xid, s.cursor_id)
-    order by o.xid, o.id limit 1)), 0)::float8
+    select min(p.created_at) from saga._cursor_pending(s.name, 1) p)), 0)::float8
   from saga.subscriptions s`;
 
 interface SnapshotRow {

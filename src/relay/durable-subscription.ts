@@ -6,11 +6,16 @@ import type { Logger } from "../logger.js";
 import { delayFor } from "../retry.js";
 import { insertDeadLetter, queuedRedrives, settleRedrive } from "../sql/outbox-dead-letters.js";
 import { acquireLease, commitCursor, releaseLease, renewLease } from "../sql/outbox-leases.js";
-import { type Cursor, type OutboxRow, cursorLag, readOutbox } from "../sql/outbox-read.js";
-import { deadLetterFromRow, eventFromRow, inSagaOrder } from "./events.js";
+import { type Cursor, cursorLag, readPage } from "../sql/outbox-read.js";
+import { deadLetterFromRow, eventFromRow } from "./events.js";
 import type { ResolvedSubscribe } from "./options.js";
 import type { EventHandler, SagaEvent, Subscription, SubscriptionMetrics } from "./types.js";
 import { Waker } from "./waker.js";
+
+/** The xmax of a pg_snapshot's text form `xmin:xmax:xip,...`. */
+function xmaxOf(snapshot: string): bigint {
+  return BigInt(snapshot.split(":")[1] ?? "0");
+}
 
 /** A durable subscription as the event bus drives it. */
 export interface DurableSubscription extends Subscription {
@@ -30,8 +35,8 @@ interface Counters {
   batchEvents: number;
 }
 
-// Rows scanned per batch, as a multiple of batchSize, so a selective filter still moves the cursor along.
-const SCAN_FACTOR = 10;
+// Rows scanned per page, as a multiple of batchSize, so a selective filter still moves the cursor along.
+const SCAN_FACTOR = 4;
 const MAX_BACKOFF_MS = 5_000;
 const REDRIVE_CHECK_POLLS = 10;
 
@@ -51,7 +56,7 @@ export function startDurable(
   const waker = new Waker();
   const retryWaker = new Waker();
   let epoch: number | null = null;
-  let cursor: Cursor = { xid: "0", id: 0 };
+  let cursor: Cursor = { tick: "1:1:", batchTick: null, xid: "0", id: 0, ahead: [] };
   let closed = false;
   let redrivePending = true;
   let pollsSinceRedrive = 0;
@@ -121,30 +126,39 @@ export function startDurable(
     return { ok: false, error: lastError, attempts: options.retry.maxAttempts };
   }
 
-  /** Where the cursor may go: past the longest prefix of read rows whose wanted events are all handled. */
-  function advance(rows: readonly OutboxRow[], handled: ReadonlySet<number>): Cursor | null {
-    let to: Cursor | null = null;
-    for (const row of rows) {
-      if (row.matches && !handled.has(Number(row.id))) break;
-      to = { xid: row.xid, id: Number(row.id) };
-    }
-    return to;
-  }
-
-  // One cursor commit per batch bounds the drain rate; a crash redelivers at most one batch. So a batch starts
+  // One cursor commit per page bounds the drain rate; a crash redelivers at most one page. So a page starts
   // small and doubles while each comes back full (a backlog), up to maxBatchSize; it is small again once caught up.
   let size = options.batchSize;
 
-  /** One batch: read, handle, commit the cursor. True when there is more to read right away. */
+  async function store(mine: number, next: Cursor): Promise<boolean> {
+    if (!(await commitCursor(pool, name, mine, next, options.leaseMs))) {
+      lose("fenced at cursor commit");
+      return false;
+    }
+    cursor = next;
+    return true;
+  }
+
+  /**
+   * One page of the current batch (sql/relay.sql): read, handle, commit the cursor. The page is committed only
+   * when every event in it was handled (delivered or dead-lettered); an interrupted page comes again.
+   * True when there is more to read right away.
+   */
   async function batch(mine: number): Promise<boolean> {
-    const scanLimit = size * SCAN_FACTOR;
-    const rows = await readOutbox(pool, cursor, options.filter, size, scanLimit);
-    if (rows.length === 0) return false;
-    const events = inSagaOrder(rows.filter((r) => r.matches).map(eventFromRow));
-    const handled = new Set<number>();
+    const page = await readPage(pool, cursor, options.filter, size, size * SCAN_FACTOR);
+    const done: Cursor = { tick: page.cur, batchTick: null, xid: "0", id: 0, ahead: [] };
+    if (page.rows.length === 0) {
+      // The batch is finished, or there is nothing new: the batch's snapshot becomes the tick. A snapshot
+      // that moved on without events is stored too, so an open transaction's rows leave the range scan.
+      const finished = cursor.batchTick !== null;
+      if (!finished && xmaxOf(page.cur) <= xmaxOf(cursor.tick)) return false;
+      return (await store(mine, done)) && finished;
+    }
+    let handled = 0;
+    const events = page.rows.filter((r) => r.matches).map(eventFromRow);
     for (const event of events) {
       const outcome = await deliver(event, mine);
-      if (outcome === null) break;
+      if (outcome === null) return false;
       if (!outcome.ok) {
         await insertDeadLetter(pool, {
           subscription: name,
@@ -160,22 +174,26 @@ export function startDurable(
           attempts: outcome.attempts,
         });
       }
-      handled.add(event.id);
+      handled++;
     }
-    if (handled.size > 0) {
+    if (handled > 0) {
       counters.batches++;
-      counters.batchEvents += handled.size;
+      counters.batchEvents += handled;
     }
-    const to = advance(rows, handled);
-    if (to === null) return false;
-    if (!(await commitCursor(pool, name, mine, to, options.leaseMs))) {
-      lose("fenced at cursor commit");
-      return false;
-    }
-    cursor = to;
-    const more = handled.size === events.length && (events.length === size || rows.length === scanLimit);
-    size = more ? Math.min(size * 2, Math.max(options.maxBatchSize, options.batchSize)) : options.batchSize;
-    return more;
+    const full = page.more;
+    const end = page.rows.find((r) => r.page_end)!;
+    const next: Cursor = full
+      ? {
+          tick: cursor.tick,
+          batchTick: page.cur,
+          xid: end.xid,
+          id: Number(end.id),
+          ahead: [...cursor.ahead, ...page.rows.filter((r) => r.pulled).map((r) => Number(r.id))],
+        }
+      : done;
+    if (!(await store(mine, next))) return false;
+    size = full ? Math.min(size * 2, Math.max(options.maxBatchSize, options.batchSize)) : options.batchSize;
+    return full;
   }
 
   async function redrive(mine: number): Promise<void> {

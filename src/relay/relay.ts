@@ -149,9 +149,8 @@ export function startRelay(config: RelayConfig): Relay {
       stats.retention.sagas += removed.sagas;
       if (removed.events + removed.sagas > 0) logger.info("retention removed old rows", { ...removed });
     }
-    if (result.published === options.batchSize) return 0;
-    // Committed rows held back by an older open transaction: look again soon, not at the next poll.
-    if (result.pending) return Math.min(options.pollMs, 25);
+    // A full page, or a batch just finished: the next page or batch may be there already.
+    if (result.pending) return 0;
     return Date.now() < burstUntil ? Math.min(options.pollMs, BURST_POLL_MS) : options.pollMs;
   }
 

@@ -1,10 +1,17 @@
 import type { Executor } from "../executor.js";
 import type { ResolvedFilter } from "../relay/options.js";
 
-/** A position in the outbox's (xid, id) order; `xid` is xid8 as text. */
+/**
+ * A snapshot-tick cursor (saga.subscriptions): every event visible in `tick` is consumed. While a batch is in
+ * progress, `batchTick` is its snapshot and (`xid`, `id`) the last event consumed in its (xid, id) order;
+ * `ahead` holds ids of the batch delivered early to keep a saga's events in seq order. Snapshots as text.
+ */
 export interface Cursor {
+  tick: string;
+  batchTick: string | null;
   xid: string;
   id: number;
+  ahead: number[];
 }
 
 export interface OutboxRow {
@@ -19,48 +26,61 @@ export interface OutboxRow {
   payload: unknown;
   created_at: Date;
   matches: boolean;
+  /** Delivered ahead of its (xid, id) position (sql/relay.sql saga._batch_read). */
+  pulled: boolean;
+  /** The last row of the page in (xid, id) order: the cursor's next position. */
+  page_end: boolean;
+  more: boolean;
+}
+
+export interface Page {
+  /** The batch's snapshot: the cursor's batchTick, or a new pg_current_snapshot() when none was open. */
+  cur: string;
+  /** In delivery order: (xid, id), each saga's events in seq order within its slots. */
+  rows: OutboxRow[];
+  /** The page did not reach the end of the batch. */
+  more: boolean;
 }
 
 /**
- * The rows after `cursor` below the watermark, in (xid, id) order, up to the `batchSize`-th that passes the
- * filter and at most `scanLimit` in all. Rows the filter rejects come without payload: they only let the cursor
- * move past them. outbox_xid_id_idx: a range scan from the cursor, stopped by the watermark and the limit;
- * the payloads by primary key.
+ * The next page of the cursor's batch: the events visible in the batch's snapshot and not in the tick, after
+ * the position, up to the `want`-th that passes the filter and at most `scan` in all, plus the lower seqs of
+ * the page's sagas that sort after it. Rows the filter rejects come without payload: they only move the
+ * position. saga._batch_read: outbox_xid_id_idx range scans from the position and per in-progress
+ * transaction of the tick; the payloads by primary key.
  */
-export async function readOutbox(
+export async function readPage(
   db: Executor,
   cursor: Cursor,
   filter: ResolvedFilter,
-  batchSize: number,
-  scanLimit: number,
-): Promise<OutboxRow[]> {
-  const { rows } = await db.query<OutboxRow>(
-    `select o.id, o.xid::text as xid, o.saga_id, o.seq, o.type, o.step, o.name, o.key, o.created_at, s.matches,
-            case when s.matches then o.payload end as payload
-     from (select s.id, s.xid, s.matches, count(*) filter (where s.matches) over (order by s.xid, s.id) as k
-           from (select o.id, o.xid,
-                        ($4::text[] is null or o.type = any($4::text[]))
-                        and ($5::text[] is null or o.name = any($5::text[]))
-                        and ($6::uuid[] is null or o.saga_id = any($6::uuid[])) as matches
-                 from saga.outbox o
-                 where (o.xid, o.id) > ($1::xid8, $2::bigint) and o.xid < pg_snapshot_xmin(pg_current_snapshot())
-                 order by o.xid, o.id
-                 limit $3) s) s
-     join saga.outbox o on o.id = s.id
-     where s.k < $7 or (s.k = $7 and s.matches)
-     order by s.xid, s.id`,
-    [cursor.xid, cursor.id, scanLimit, filter.types, filter.names, filter.sagaIds, batchSize],
+  want: number,
+  scan: number,
+): Promise<Page> {
+  const { rows } = await db.query<OutboxRow & { cur: string }>(
+    `with b as (select coalesce($2::pg_snapshot, pg_current_snapshot()) as cur)
+     select b.cur::text as cur, (r.r).id, (r.r).xid::text as xid, (r.r).saga_id, (r.r).seq, (r.r).type,
+            (r.r).step, (r.r).name, (r.r).key, (r.r).created_at, r.matches, r.pulled, r.page_end, r.more,
+            case when r.matches then (r.r).payload end as payload
+     from b
+     left join lateral saga._batch_read($1::pg_snapshot, b.cur, $3::xid8, $4::bigint, $5::bigint[], $6, $7,
+                                        $8::text[], $9::text[], $10::uuid[]) r on true
+     order by r.n`,
+    [
+      cursor.tick,
+      cursor.batchTick,
+      cursor.xid,
+      cursor.id,
+      cursor.ahead,
+      scan,
+      want,
+      filter.types,
+      filter.names,
+      filter.sagaIds,
+    ],
   );
-  return rows;
-}
-
-/** Whether committed rows wait above the watermark (an older transaction is still open). outbox_xid_id_idx. */
-export async function hasPending(db: Executor, cursor: Cursor): Promise<boolean> {
-  const { rows } = await db.query<{ pending: boolean }>(
-    "select exists (select 1 from saga.outbox o where (o.xid, o.id) > ($1::xid8, $2::bigint)) as pending",
-    [cursor.xid, cursor.id],
-  );
-  return rows[0]?.pending ?? false;
+  const cur = rows[0]?.cur ?? cursor.batchTick ?? cursor.tick;
+  const page = rows.filter((r) => r.id !== null);
+  return { cur, rows: page, more: page[0]?.more ?? false };
 }
 
 /** One event by id, for a notification that came without its payload. Primary key of saga.outbox. */
@@ -72,14 +92,14 @@ export async function readPayload(db: Executor, id: number): Promise<{ found: bo
 }
 
 /**
- * Age in ms of the oldest event a cursor has not passed, 0 when none; null for an unknown subscription.
- * Primary key of saga.subscriptions, then outbox_xid_id_idx for the first row after the cursor.
+ * Age in ms of the oldest of the first events a cursor has not consumed, 0 when none; null for an unknown
+ * subscription. saga._cursor_pending: primary key of saga.subscriptions, then outbox_xid_id_idx.
  */
 export async function cursorLag(db: Executor, name: string): Promise<number | null> {
   const { rows } = await db.query<{ lag_ms: number | null; known: boolean }>(
     `select true as known,
-            (select greatest(0, extract(epoch from now() - o.created_at) * 1000)::float8 from saga.outbox o
-             where (o.xid, o.id) > (s.cursor_xid, s.cursor_id) order by o.xid, o.id limit 1) as lag_ms
+            (select greatest(0, extract(epoch from now() - min(p.created_at)) * 1000)::float8
+             from saga._cursor_pending(s.name, 100) p) as lag_ms
      from saga.subscriptions s where s.name = $1`,
     [name],
   );

@@ -1,19 +1,27 @@
 import type { Executor } from "../executor.js";
 import { TERMINAL_STATES } from "./lock-instance.js";
 
-// The slowest cursor of all: every durable subscription and the relay's own row. Primary key scan of a small table.
-const SLOWEST = `select cursor_xid, cursor_id from saga.subscriptions order by cursor_xid, cursor_id limit 1`;
+// An event every cursor has passed: visible in the tick of every durable subscription and of the relay's own
+// row, or consumed in its batch in progress (up to its position, or delivered ahead). An event of a
+// transaction that was still running at a cursor's tick is not, until that cursor moves past it. Below the
+// lowest snapshot xmax, so the scan is a range of outbox_xid_id_idx from its start.
+const PASSED = `o.xid < (select min(pg_snapshot_xmax(coalesce(t.batch_tick, t.tick))) from saga.subscriptions t)
+  and not exists (
+    select 1 from saga.subscriptions t
+    where not (pg_visible_in_snapshot(o.xid, t.tick)
+               or (t.batch_tick is not null and pg_visible_in_snapshot(o.xid, t.batch_tick)
+                   and (o.xid, o.id) <= (t.cursor_xid, t.cursor_id))
+               or o.id = any(t.ahead)))`;
 
 /**
  * Deletes up to `limit` events older than `ageMs` that every cursor has passed, oldest first.
- * outbox_xid_id_idx: a range scan from the start of the (xid, id) order up to the slowest cursor.
+ * outbox_xid_id_idx: a range scan from the start of the (xid, id) order up to the slowest tick.
  */
 export async function deleteOldEvents(db: Executor, ageMs: number, limit: number): Promise<number> {
   const { rowCount } = await db.query(
-    `with slowest as (${SLOWEST}),
-     doomed as (
-       select o.id from saga.outbox o, slowest c
-       where (o.xid, o.id) <= (c.cursor_xid, c.cursor_id) and o.created_at < now() - $1 * interval '1 millisecond'
+    `with doomed as (
+       select o.id from saga.outbox o
+       where ${PASSED} and o.created_at < now() - $1 * interval '1 millisecond'
        order by o.xid, o.id limit $2)
      delete from saga.outbox o using doomed d where o.id = d.id`,
     [ageMs, limit],
@@ -29,16 +37,15 @@ export async function deleteOldEvents(db: Executor, ageMs: number, limit: number
  */
 export async function purgeFinishedSagas(db: Executor, ageMs: number, limit: number): Promise<number> {
   const { rows } = await db.query<{ sagas: number }>(
-    `with slowest as (${SLOWEST}),
-     doomed as (
+    `with doomed as (
        select i.id from saga.instances i
        where i.state = any($1::text[]) and i.created_at < now() - $2 * interval '1 millisecond'
          and i.finished_at < now() - $2 * interval '1 millisecond'
        order by i.created_at limit $3
        for update skip locked),
      events as (
-       delete from saga.outbox o using doomed d, slowest c
-       where o.saga_id = d.id and (o.xid, o.id) <= (c.cursor_xid, c.cursor_id)),
+       delete from saga.outbox o using doomed d
+       where o.saga_id = d.id and ${PASSED}),
      gone as (delete from saga.instances i using doomed d where i.id = d.id returning i.id)
      select count(*)::int as sagas from gone`,
     [[...TERMINAL_STATES], ageMs, limit],

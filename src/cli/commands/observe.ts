@@ -143,6 +143,11 @@ function renderHealth(cli: Cli, r: HealthReport): string {
           ? `${r.relay.subscriptions.length} durable subscription(s), max lag ${formatDuration(r.relay.maxLagMs)}`
           : c.dim("n/a")
       }`,
+      `oldest xact   ${
+        r.oldestTransaction
+          ? `${formatDuration(r.oldestTransaction.ageMs)} (pid ${r.oldestTransaction.pid}, database ${r.oldestTransaction.database ?? "?"}; a vacuum risk, delays no event)`
+          : c.dim("none open")
+      }`,
       `dead letters  ${r.deadLetters ?? c.dim("n/a")}`,
       `stuck sagas   ${r.stuck ?? c.dim("n/a")}`,
     );
