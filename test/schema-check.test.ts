@@ -8,9 +8,10 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { SagaError, createSagaEngine, defineSaga } from "../src/index.js";
+import { readTableMigrations } from "../src/migration-plan.js";
 import { readRepeatableFiles } from "../src/repeatable.js";
 import { useTestDatabase } from "./helpers/database.js";
-import { installRelease010 } from "./helpers/released-schema.js";
+import { MIGRATIONS_0_1_0, installRelease010 } from "./helpers/released-schema.js";
 
 const db = useTestDatabase({ migrated: false });
 const BIN = fileURLToPath(new URL("../bin/pg-saga.js", import.meta.url));
@@ -32,9 +33,14 @@ const ping = defineSaga({ name: "schema-ping", input: z.object({}) }).step("one"
   execute: async (data) => data,
 });
 const files = readRepeatableFiles().map((f) => f.name);
+// Table migrations committed after 0.1.0: pending on a 0.1.0 database.
+const released = new Set(readTableMigrations(MIGRATIONS_0_1_0).map((m) => m.tag));
+const newTables = readTableMigrations()
+  .map((m) => m.tag)
+  .filter((tag) => !released.has(tag));
 
 describe("schema version checks", () => {
-  it("refuses to run a worker on a 0.1.0 schema, names the command; health and --dry-run say what is pending", async () => {
+  it("refuses to run a worker on a 0.1.0 schema, names the command; health and --dry-run say what is pending", { timeout: 180_000 }, async () => {
     await installRelease010(db.url);
     const engine = createSagaEngine({ connectionString: db.url, sagas: [ping] });
     try {
@@ -46,7 +52,7 @@ describe("schema version checks", () => {
 
       const report = await engine.health();
       expect(report.healthy).toBe(false);
-      expect(report.migrations).toMatchObject({ ok: false, pending: [], repeatable: files, newer: null });
+      expect(report.migrations).toMatchObject({ ok: false, pending: newTables, repeatable: files, newer: null });
       expect(report.problems).toContainEqual(expect.stringMatching(/sql file\(s\) not applied .*: run pg-saga migrate$/));
     } finally {
       await engine.close();
@@ -60,7 +66,7 @@ describe("schema version checks", () => {
     expect(JSON.parse(dry.stdout)).toEqual({
       dryRun: true,
       upToDate: false,
-      tables: [],
+      tables: newTables,
       files: files.map((file) => ({ file, reason: "new" })),
       forgotten: [],
       newer: null,
@@ -68,12 +74,13 @@ describe("schema version checks", () => {
     expect(worker.code).toBe(1);
     expect(worker.stderr).toMatch(/run `pg-saga migrate`.*\(SCHEMA_OUTDATED\)/);
     const human = await cli(["migrate", "--dry-run"]);
-    expect(human.stdout).toMatch(/^migrate would apply, in one transaction:\n {2}sql file {9}drops\.sql \(new\)/);
+    expect(human.stdout).toMatch(/^migrate would apply, in one transaction:\n/);
+    expect(human.stdout).toContain("  sql file         drops.sql (new)\n");
     const recorded = await db.pool.query("select to_regclass('saga.__repeatable') as t");
     expect(recorded.rows[0].t).toBeNull(); // the dry run changed nothing
 
     const migrated = await cli(["migrate", "--json"]);
-    expect(JSON.parse(migrated.stdout)).toEqual({ applied: 0, repeatable: files });
+    expect(JSON.parse(migrated.stdout)).toEqual({ applied: newTables.length, repeatable: files });
     expect(JSON.parse((await cli(["migrate", "--dry-run", "--json"])).stdout)).toMatchObject({ upToDate: true, files: [] });
     const version = await db.pool.query<{ v: { migrations: number; files: Record<string, string> } }>(
       "select saga.schema_version() as v",
