@@ -17,6 +17,9 @@ import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
 import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
+import type { Bridge } from "./bridges/bridge.js";
+import { type RunningBridges, startBridges } from "./bridges/outbound.js";
+import type { Registry } from "prom-client";
 import type * as relay from "./relay/types.js";
 import { Transition } from "./worker/transition.js";
 import {
@@ -83,6 +86,8 @@ export interface SagaEngine {
   close(): Promise<void>;
   /** @internal */
   readonly pool: pg.Pool;
+  /** @internal `runWorker({ bridges })` and `pg-saga bridge`. */
+  startBridges(bridges: readonly Bridge[], registry?: Registry | null): RunningBridges;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -292,14 +297,23 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           () => engine.health(),
         );
         let stopped: Promise<void> | undefined;
+        let bridges: RunningBridges | null = null;
         // Idempotent: every caller (and close()) waits for the same shutdown.
         const stop = (stopOptions?: { timeoutMs?: number }) =>
           (stopped ??= (async () => {
             workers.delete(stop);
+            await bridges?.stop();
             await worker.stop(stopOptions);
             await workerPool?.end();
           })());
         workers.add(stop);
+        try {
+          if (workerOptions.bridges?.length)
+            bridges = engine.startBridges(workerOptions.bridges, worker.metrics?.registry);
+        } catch (err) {
+          await stop();
+          throw err;
+        }
         return {
           id: worker.id,
           stats: worker.stats,
@@ -310,6 +324,11 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         await workerPool?.end();
         throw err;
       }
+    },
+
+    startBridges(bridges, registry) {
+      alive();
+      return startBridges({ pool, logger, subscribe: bus.subscribe, registry }, bridges);
     },
 
     async close() {

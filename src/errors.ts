@@ -17,7 +17,8 @@ export type SagaErrorCode =
   | "WAIT_TIMEOUT"
   | "ENGINE_CLOSED"
   | "MIGRATION_FAILED"
-  | "DATABASE_ERROR";
+  | "DATABASE_ERROR"
+  | "BRIDGE_DEPENDENCY_MISSING";
 
 /**
  * The one error type the engine throws.

@@ -30,6 +30,14 @@ interface Counters {
   batchEvents: number;
 }
 
+/**
+ * A consumer that takes a whole batch at once (a bridge to a broker): the events in per-saga `seq` order; the
+ * cursor moves past the batch only once it resolves. It throws to have the whole batch read again later, and
+ * returns the ids of the events it can never deliver (with why): those become dead letters.
+ * @internal
+ */
+export type BatchHandler = (events: readonly SagaEvent[]) => Promise<ReadonlyMap<number, unknown>>;
+
 // Rows scanned per batch, as a multiple of batchSize, so a selective filter still moves the cursor along.
 const SCAN_FACTOR = 10;
 const MAX_BACKOFF_MS = 5_000;
@@ -44,6 +52,7 @@ export function startDurable(
   logger: Logger,
   options: ResolvedSubscribe & { durable: string },
   handler: EventHandler,
+  onBatch?: BatchHandler,
 ): DurableSubscription {
   const name = options.durable;
   const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -121,6 +130,14 @@ export function startDurable(
     return { ok: false, error: lastError, attempts: options.retry.maxAttempts };
   }
 
+  /** A batch handler's verdict on one event, as deliver() gives it. */
+  function settled(refused: ReadonlyMap<number, unknown>, id: number) {
+    if (!refused.has(id)) counters.delivered++;
+    return refused.has(id)
+      ? { ok: false as const, error: refused.get(id), attempts: 1 }
+      : { ok: true as const };
+  }
+
   /** Where the cursor may go: past the longest prefix of read rows whose wanted events are all handled. */
   function advance(rows: readonly OutboxRow[], handled: ReadonlySet<number>): Cursor | null {
     let to: Cursor | null = null;
@@ -142,8 +159,9 @@ export function startDurable(
     if (rows.length === 0) return false;
     const events = inSagaOrder(rows.filter((r) => r.matches).map(eventFromRow));
     const handled = new Set<number>();
+    const refused = onBatch && events.length > 0 ? await onBatch(events) : null;
     for (const event of events) {
-      const outcome = await deliver(event, mine);
+      const outcome = refused ? settled(refused, event.id) : await deliver(event, mine);
       if (outcome === null) break;
       if (!outcome.ok) {
         await insertDeadLetter(pool, {

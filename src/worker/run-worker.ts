@@ -18,6 +18,7 @@ import {
 import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
+import type { Bridge } from "../bridges/bridge.js";
 import { AbortError } from "./call-handler.js";
 import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
@@ -51,6 +52,13 @@ export interface WorkerOptions {
   relay?: RelayOptions | false;
   /** Retention, run by the active relay; overrides the engine's `retention`. */
   retention?: RetentionOptions | undefined;
+  /**
+   * Bridges from the outbox to brokers, each a durable subscription (one active per name across workers).
+   *
+   * @example
+   * await engine.runWorker({ bridges: [natsBridge({ servers: "nats://127.0.0.1:4222" })] });
+   */
+  bridges?: readonly Bridge[];
 }
 
 /** A running worker process's handle. */
