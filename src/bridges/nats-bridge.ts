@@ -27,7 +27,9 @@ export interface NatsBridgeOptions extends BridgeOptions {
   connectOptions?: Record<string, unknown>;
   /** The stream, created if absent (else verified). Default `SAGA_EVENTS`. */
   stream?: string;
-  /** Subjects of a stream the bridge creates. Default `["saga.>", "app.>"]`. */
+  /** Put before every default subject, e.g. `"prod"` → `prod.saga.<saga name>.<event type>`. Default none. */
+  subjectPrefix?: string;
+  /** Subjects of a stream the bridge creates. Default `["saga.>", "app.>"]` (with the prefix). */
   subjects?: string[];
   /** Duplicate window of a stream the bridge creates: it must outlast the longest outage. Default 10 minutes. */
   duplicateWindow?: Duration;
@@ -44,9 +46,9 @@ const MESSAGE_TOO_LARGE = 10054;
 const token = (s: string) => s.replace(/[.*>\s]/g, "_");
 
 /** `saga.<saga name>.<event type>`; application events `app.<type>`. */
-export function defaultNatsSubject(e: SagaEvent): string {
+export function defaultNatsSubject(e: SagaEvent, prefix = ""): string {
   const type = e.type.replace(/[*>\s]/g, "_");
-  return e.name === null ? `app.${type}` : `saga.${token(e.name)}.${type}`;
+  return `${prefix}${e.name === null ? `app.${type}` : `saga.${token(e.name)}.${type}`}`;
 }
 
 const apiCode = (err: unknown): number | undefined =>
@@ -54,7 +56,8 @@ const apiCode = (err: unknown): number | undefined =>
 
 function natsTransport(o: NatsBridgeOptions): BridgeTransport {
   const stream = o.stream ?? "SAGA_EVENTS";
-  const subjects = o.subjects ?? ["saga.>", "app.>"];
+  const prefix = o.subjectPrefix ? `${o.subjectPrefix}.` : "";
+  const subjects = o.subjects ?? [`${prefix}saga.>`, `${prefix}app.>`];
   const windowMs = toMs(o.duplicateWindow ?? "10m", "duplicateWindow");
   const timeout = toMs(o.ackTimeout ?? "5s", "ackTimeout");
   let nats: typeof Nats | null = null;
@@ -165,11 +168,18 @@ export function natsBridge(options: NatsBridgeOptions): Bridge {
       throw new SagaError("INVALID_OPTIONS", `natsBridge: ${(err as Error).message}`);
     }
   }
+  if (options.subjectPrefix !== undefined && !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(options.subjectPrefix))
+    throw new SagaError("INVALID_OPTIONS", "natsBridge: subjectPrefix must be subject tokens such as \"prod\"");
   if (options.stream !== undefined && !/^[A-Za-z0-9_-]{1,200}$/.test(options.stream))
     throw new SagaError("INVALID_OPTIONS", "natsBridge: stream must be letters, digits, _ and - only");
   return {
     name: options.name ?? "bridge.nats",
     transport: natsTransport(options),
-    options: { ...options, topic: options.topic ?? defaultNatsSubject },
+    options: {
+      ...options,
+      topic:
+        options.topic ??
+        ((e: SagaEvent) => defaultNatsSubject(e, options.subjectPrefix ? `${options.subjectPrefix}.` : "")),
+    },
   };
 }

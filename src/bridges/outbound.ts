@@ -84,15 +84,18 @@ function runOne(rt: BridgeRuntime, bridge: Bridge, meters: BridgeMeters | null) 
     meters?.count(name, what);
   };
 
+  let connecting: Promise<void> | null = null;
   async function ensureConnected(): Promise<string> {
     source ??= await databaseSource(rt.pool);
     if (!transport.connected) {
-      try {
-        await transport.connect(log);
-        log.info("bridge connected", { bridge: name, kind: transport.kind });
-      } finally {
-        stats.connected = transport.connected;
-      }
+      connecting ??= transport
+        .connect(log)
+        .then(() => log.info("bridge connected", { bridge: name, kind: transport.kind }))
+        .finally(() => {
+          connecting = null;
+          stats.connected = transport.connected;
+        });
+      await connecting;
     }
     return source;
   }
@@ -177,6 +180,14 @@ function runOne(rt: BridgeRuntime, bridge: Bridge, meters: BridgeMeters | null) 
       ...(o.pollInterval === undefined ? {} : { pollInterval: o.pollInterval }),
     },
     onBatch,
+  );
+
+  // Creates or verifies the stream/exchange now rather than at the first event; a failure is retried then.
+  ensureConnected().catch((err: unknown) =>
+    log.warn("bridge cannot connect yet; it tries again with the first batch", {
+      bridge: name,
+      error: String(err),
+    }),
   );
 
   return {

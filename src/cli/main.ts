@@ -11,6 +11,7 @@ import { healthCommand, statsCommand, stuckCommand } from "./commands/observe.js
 import { cancelCommand, migrateCommand, retryCommand } from "./commands/operate.js";
 import { collect, listCommand, showCommand } from "./commands/read.js";
 import { workerCommand } from "./commands/worker.js";
+import { addBridgeCommand } from "./commands/bridge.js";
 
 // Two levels up from both src/cli/ and dist/cli/.
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -147,6 +148,8 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .option("--stale-after <ms>", "a worker silent this long is not live", "15000")
     .option("--max-relay-lag <ms>", "unhealthy when a durable subscription lags more")
     .action(run((cli, o: Parameters<typeof healthCommand>[1]) => healthCommand(cli, o)));
+
+  addBridgeCommand(program, run);
 
   program
     .command("demo")

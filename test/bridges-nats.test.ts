@@ -1,0 +1,145 @@
+/**
+ * The NATS JetStream bridge against the real server: subjects, message ids, the JSON and CloudEvents
+ * envelopes, a broker unreachable for 10 s, two databases feeding one stream, and an event the stream
+ * refuses for good.
+ */
+import { HTTP } from "cloudevents";
+import type { NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { type SagaEngine, type SagaWorker, createSagaEngine, natsBridge } from "../src/index.js";
+import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
+import { NATS_URL, deleteStream, natsConnection, readStream, tcpProxy, uniqueName } from "./helpers/brokers.js";
+import { eventIdOf, firstOrderViolation, outboxEvents, relaySaga } from "./fixtures/bridge-sagas.js";
+import { sleep, waitUntil } from "./fixtures/subscriber-helpers.js";
+
+const db = useTestDatabase();
+let nc: NatsConnection;
+const streams: string[] = [];
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  nc = await natsConnection();
+});
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+  for (const s of streams) await deleteStream(nc, s);
+  await nc.close();
+});
+
+/** A stream and subject prefix of the test's own. */
+function names() {
+  const stream = uniqueName("T");
+  streams.push(stream);
+  return { stream, subjectPrefix: stream.toLowerCase() };
+}
+
+async function runWith(url: string, bridges: Parameters<SagaEngine["runWorker"]>[0]): Promise<{ engine: SagaEngine; worker: SagaWorker }> {
+  const engine = createSagaEngine({ connectionString: url, sagas: [relaySaga] });
+  const worker = await engine.runWorker({ concurrency: 4, pollInterval: 100, ...bridges });
+  const stop = async () => {
+    await worker.stop();
+    await engine.close();
+  };
+  cleanups.push(stop);
+  return { engine, worker };
+}
+
+it("publishes every event once to saga.<name>.<type> / app.<type>, Nats-Msg-Id <source>:<id>, in saga order", async () => {
+  const { stream, subjectPrefix } = names();
+  const { engine, worker } = await runWith(db.url, {
+    bridges: [natsBridge({ name: "nats-basic", servers: NATS_URL, stream, subjectPrefix })],
+    metrics: {},
+  });
+  const ids = await Promise.all(Array.from({ length: 20 }, (_, n) => engine.start(relaySaga, { n })));
+  await engine.publish([{ type: "order.placed", payload: { total: 3 }, key: "o-1" }]);
+  await Promise.all(ids.map(({ id }) => engine.waitFor(id, { timeoutMs: 30_000 })));
+  const expected = await outboxEvents(db.pool);
+  await waitUntil("the stream holds every event", async () => (await readStream(nc, stream)).length >= expected.length);
+  const messages = await readStream(nc, stream);
+  expect(messages).toHaveLength(expected.length);
+  const { rows } = await db.pool.query<{ id: string; db: string }>(
+    "select system_identifier::text as id, current_database() as db from pg_control_system()",
+  );
+  const source = `urn:pg-saga:${rows[0]!.id}:${rows[0]!.db}`;
+  const byId = new Map(expected.map((e) => [e.id, e]));
+  for (const m of messages) {
+    expect(m.msgId.startsWith(`${source}:`)).toBe(true);
+    const event = byId.get(eventIdOf(m.msgId))!;
+    const body = JSON.parse(m.body.toString()) as { id: number; type: string; sagaId: string | null; seq: number | null };
+    expect(body).toMatchObject({ id: event.id, type: event.type, sagaId: event.saga_id, seq: event.seq });
+    expect(m.subject).toBe(
+      event.name === null ? `${subjectPrefix}.app.${event.type}` : `${subjectPrefix}.saga.bridge-order.${event.type}`,
+    );
+  }
+  expect(new Set(messages.map((m) => m.msgId)).size).toBe(expected.length);
+  const received = messages.map((m) => JSON.parse(m.body.toString()) as { sagaId: string | null; seq: number | null });
+  expect(firstOrderViolation(received)).toBeNull();
+  const metrics = await worker.metrics!.registry.metrics();
+  expect(metrics).toMatch(new RegExp(`pg_saga_bridge_acked_total\\{bridge="nats-basic"\\} ${expected.length}`));
+  expect(metrics).toMatch(/pg_saga_bridge_connected\{bridge="nats-basic"\} 1/);
+});
+
+it("CloudEvents, structured and binary, parse with the cloudevents SDK", async () => {
+  const url = await createDatabase();
+  cleanups.push(() => dropDatabase(url.name));
+  const { stream, subjectPrefix } = names();
+  const bridge = (envelope: "cloudevents-structured" | "cloudevents-binary", prefix: string) =>
+    natsBridge({ name: envelope, servers: NATS_URL, stream, subjectPrefix: prefix, envelope, source: "/orders-db", subjects: [`${subjectPrefix}.>`] });
+  const { engine } = await runWith(url.url, {
+    bridges: [bridge("cloudevents-structured", `${subjectPrefix}.s`), bridge("cloudevents-binary", `${subjectPrefix}.b`)],
+  });
+  const { id } = await engine.start(relaySaga, { n: 7 });
+  await engine.waitFor(id, { timeoutMs: 30_000 });
+  await waitUntil("both envelopes of all six events", async () => (await readStream(nc, stream)).length >= 12);
+  const messages = await readStream(nc, stream);
+  for (const m of messages) {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(m.headers)) headers[k.toLowerCase()] = v;
+    const event = HTTP.toEvent({ headers, body: m.body.toString() });
+    const ce = Array.isArray(event) ? event[0]! : event;
+    expect(ce.validate()).toBe(true);
+    expect(ce.specversion).toBe("1.0");
+    expect(ce.source).toBe("/orders-db");
+    expect(ce.subject).toBe(id);
+    expect(String(ce.id)).toBe(String(eventIdOf(m.msgId)));
+    expect(ce.type).toMatch(/^(saga|compensation)\./);
+    expect(ce.saganame).toBe("bridge-order");
+    if (ce.type === "saga.started") expect(ce.data).toEqual({ n: 7 });
+  }
+  expect(messages.filter((m) => m.subject.startsWith(`${subjectPrefix}.b.`))).toHaveLength(6);
+});
+
+it("broker unreachable for 10 s: lag shows it, the backlog goes out after, nothing lost or doubled", async () => {
+  const url = await createDatabase();
+  cleanups.push(() => dropDatabase(url.name));
+  const proxy = await tcpProxy(4222);
+  cleanups.push(() => proxy.close());
+  const { stream, subjectPrefix } = names();
+  const { engine, worker } = await runWith(url.url, {
+    bridges: [natsBridge({ name: "nats-outage", servers: `nats://127.0.0.1:${proxy.port}`, stream, subjectPrefix, ackTimeout: 1_000 })],
+    metrics: {},
+  });
+  await engine.publish({ type: "before" });
+  await waitUntil("the first event is out", async () => (await readStream(nc, stream)).length === 1);
+
+  await proxy.stop();
+  const started = Date.now();
+  const during = await Promise.all(Array.from({ length: 50 }, (_, n) => engine.start(relaySaga, { n })));
+  await Promise.all(during.map(({ id }) => engine.waitFor(id, { timeoutMs: 30_000 })));
+  await sleep(Math.max(0, 10_000 - (Date.now() - started)));
+  const health = await engine.health();
+  const lag = health.relay!.subscriptions.find((s) => s.name === "nats-outage")!;
+  expect(lag.pendingEvents).toBe(300);
+  expect(lag.lagMs).toBeGreaterThan(5_000);
+  expect((await readStream(nc, stream)).length).toBe(1);
+  expect(await worker.metrics!.registry.metrics()).toMatch(/pg_saga_bridge_failures_total\{bridge="nats-outage"\} [1-9]/);
+
+  await proxy.start();
+  await waitUntil("the backlog is out", async () => (await readStream(nc, stream)).length >= 301, 30_000);
+  await sleep(500);
+  const messages = await readStream(nc, stream);
+  expect(messages).toHaveLength(301);
+  expect(new Set(messages.map((m) => m.msgId)).size).toBe(301);
+  expect(firstOrderViolation(messages.map((m) => JSON.parse(m.body.toString()) as { sagaId: string; seq: number }))).toBeNull();
+  await waitUntil("the cursor caught up", async () => (await engine.subscriptionMetrics("nats-outage"))?.lagMs === 0);
+});
