@@ -5,6 +5,7 @@
  */
 import { HTTP } from "cloudevents";
 import type { NatsConnection } from "nats";
+import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type SagaEngine, type SagaWorker, createSagaEngine, natsBridge } from "../src/index.js";
 import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
@@ -84,7 +85,7 @@ it("CloudEvents, structured and binary, parse with the cloudevents SDK", async (
   cleanups.push(() => dropDatabase(url.name));
   const { stream, subjectPrefix } = names();
   const bridge = (envelope: "cloudevents-structured" | "cloudevents-binary", prefix: string) =>
-    natsBridge({ name: envelope, servers: NATS_URL, stream, subjectPrefix: prefix, envelope, source: "/orders-db", subjects: [`${subjectPrefix}.>`] });
+    natsBridge({ name: envelope, servers: NATS_URL, stream, subjectPrefix: prefix, envelope, source: `/orders-db/${envelope}`, subjects: [`${subjectPrefix}.>`] });
   const { engine } = await runWith(url.url, {
     bridges: [bridge("cloudevents-structured", `${subjectPrefix}.s`), bridge("cloudevents-binary", `${subjectPrefix}.b`)],
   });
@@ -92,6 +93,8 @@ it("CloudEvents, structured and binary, parse with the cloudevents SDK", async (
   await engine.waitFor(id, { timeoutMs: 30_000 });
   await waitUntil("both envelopes of all six events", async () => (await readStream(nc, stream)).length >= 12);
   const messages = await readStream(nc, stream);
+  const pool = new pg.Pool({ connectionString: url.url, max: 1 });
+  cleanups.push(() => pool.end());
   for (const m of messages) {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(m.headers)) headers[k.toLowerCase()] = v;
@@ -99,12 +102,13 @@ it("CloudEvents, structured and binary, parse with the cloudevents SDK", async (
     const ce = Array.isArray(event) ? event[0]! : event;
     expect(ce.validate()).toBe(true);
     expect(ce.specversion).toBe("1.0");
-    expect(ce.source).toBe("/orders-db");
+    expect(ce.source).toMatch(/^\/orders-db\/cloudevents-(structured|binary)$/);
     expect(ce.subject).toBe(id);
     expect(String(ce.id)).toBe(String(eventIdOf(m.msgId)));
     expect(ce.type).toMatch(/^(saga|compensation)\./);
     expect(ce.saganame).toBe("bridge-order");
-    if (ce.type === "saga.started") expect(ce.data).toEqual({ n: 7 });
+    const { rows } = await pool.query<{ payload: unknown }>("select payload from saga.outbox where id = $1", [eventIdOf(m.msgId)]);
+    expect(ce.data).toEqual(rows[0]!.payload);
   }
   expect(messages.filter((m) => m.subject.startsWith(`${subjectPrefix}.b.`))).toHaveLength(6);
 });

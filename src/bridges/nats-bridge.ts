@@ -94,6 +94,9 @@ function natsTransport(o: NatsBridgeOptions): BridgeTransport {
     },
     async connect(logger) {
       nats ??= await loadDependency<typeof Nats>("nats", "npm install nats@^2.29", "the NATS bridge");
+      // The client reconnects on its own: fail this batch fast, and try again after the backoff.
+      if (nc !== null && !nc.isClosed() && js !== null && !up)
+        throw new Error("NATS is unreachable; the client is reconnecting");
       if (nc === null || nc.isClosed()) {
         nc = await nats.connect({
           ...o.connectOptions,

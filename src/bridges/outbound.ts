@@ -115,7 +115,13 @@ function runOne(rt: BridgeRuntime, bridge: Bridge, meters: BridgeMeters | null) 
 
   /** The durable subscription's batch handler. */
   async function onBatch(events: readonly SagaEvent[]): Promise<ReadonlyMap<number, unknown>> {
-    const from = await ensureConnected();
+    let from: string;
+    try {
+      from = await ensureConnected();
+    } catch (err) {
+      count("failures");
+      throw err;
+    }
     const chains = new Map<string, BridgeMessage[]>();
     for (const event of events) {
       const message = toMessage(event, from);

@@ -29,7 +29,11 @@ export async function natsConnection(): Promise<NatsConnection> {
 /** Every message of a stream, in stream order. */
 export async function readStream(nc: NatsConnection, stream: string): Promise<StreamMessage[]> {
   const jsm = await nc.jetstreamManager();
-  const info = await jsm.streams.info(stream);
+  const info = await jsm.streams.info(stream).catch((err: { api_error?: { err_code?: number } }) => {
+    if (err.api_error?.err_code === 10059) return null; // not created yet
+    throw err;
+  });
+  if (info === null) return [];
   const total = info.state.messages;
   if (total === 0) return [];
   const name = uniqueName("reader");
