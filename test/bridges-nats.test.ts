@@ -147,3 +147,46 @@ it("broker unreachable for 10 s: lag shows it, the backlog goes out after, nothi
   expect(firstOrderViolation(messages.map((m) => JSON.parse(m.body.toString()) as { sagaId: string; seq: number }))).toBeNull();
   await waitUntil("the cursor caught up", async () => (await engine.subscriptionMetrics("nats-outage"))?.lagMs === 0);
 });
+
+it("two databases into one stream: ids 1.. of both arrive, neither is taken for the other's duplicate", async () => {
+  const other = await createDatabase();
+  cleanups.push(() => dropDatabase(other.name));
+  const { stream, subjectPrefix } = names();
+  const bridge = () => natsBridge({ name: "nats-shared", servers: NATS_URL, stream, subjectPrefix });
+  const a = await runWith(db.url, { bridges: [bridge()] });
+  const b = await runWith(other.url, { bridges: [bridge()] });
+  const events = Array.from({ length: 100 }, (_, n) => ({ type: "shared.event", payload: { n } }));
+  const [idsA, idsB] = await Promise.all([a.engine.publish(events), b.engine.publish(events)]);
+  // Both outboxes hand out the same ids: only the source tells their messages apart.
+  expect(idsB.ids.filter((id) => idsA.ids.includes(id)).length).toBeGreaterThan(0);
+  await waitUntil("both databases' events", async () => (await readStream(nc, stream)).length >= 200);
+  await waitUntil("both bridges caught up", async () =>
+    (await a.engine.subscriptionMetrics("nats-shared"))?.lagMs === 0 && (await b.engine.subscriptionMetrics("nats-shared"))?.lagMs === 0);
+  const shared = await readStream(nc, stream);
+  expect(shared).toHaveLength(200);
+  const sources = new Set(shared.map((m) => m.msgId.slice(0, m.msgId.lastIndexOf(":"))));
+  expect(sources.size).toBe(2);
+});
+
+it("an event the stream refuses for good becomes a dead letter; the ones after it go on", async () => {
+  const other = await createDatabase();
+  cleanups.push(() => dropDatabase(other.name));
+  const { stream, subjectPrefix } = names();
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: stream, subjects: [`${subjectPrefix}.>`], max_msg_size: 1_024 });
+  const { engine } = await runWith(other.url, {
+    bridges: [natsBridge({ name: "nats-small", servers: NATS_URL, stream, subjectPrefix })],
+  });
+  const { ids } = await engine.publish([
+    { type: "small", payload: { n: 1 } },
+    { type: "big", payload: { blob: "x".repeat(4_000) } },
+    { type: "small", payload: { n: 2 } },
+  ]);
+  await waitUntil("the dead letter", async () => (await engine.deadLetters("nats-small")).length === 1);
+  await waitUntil("caught up", async () => (await engine.subscriptionMetrics("nats-small"))?.lagMs === 0);
+  const letters = await engine.deadLetters("nats-small");
+  expect(letters[0]!.eventId).toBe(ids[1]);
+  expect(letters[0]!.error.code).toBe("MESSAGE_TOO_LARGE");
+  const messages = await readStream(nc, stream);
+  expect(messages.map((m) => eventIdOf(m.msgId))).toEqual([ids[0], ids[2]]);
+});
