@@ -76,6 +76,7 @@ export async function rabbitCapture(exchange: string) {
   return {
     conn,
     ch,
+    exchange,
     queue,
     /** Takes every message now in the queue (acknowledged). */
     async drain(): Promise<amqp.GetMessage[]> {
