@@ -38,7 +38,9 @@ it("five SIGKILLs of the bridge: after dedupe by messageId every event exactly o
         for (const m of chain) {
           const messageId = m.properties.messageId as string;
           const done = await processOnce(pool, { consumer: "crash-test", messageId }, (tx) =>
-            tx.query("insert into effects (event_id) values ($1)", [Number(messageId.slice(messageId.lastIndexOf(":") + 1))]),
+            tx.query("insert into effects (event_id) values ($1)", [
+              Number(messageId.slice(messageId.lastIndexOf(":") + 1)),
+            ]),
           );
           if (done.processed) once.push({ msgId: messageId, body: m.content });
         }

@@ -3,13 +3,20 @@
  * envelopes, a broker unreachable for 10 s, two databases feeding one stream, and an event the stream
  * refuses for good.
  */
-import { HTTP } from "cloudevents";
+import { type CloudEvent, HTTP } from "cloudevents";
 import type { NatsConnection } from "nats";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type SagaEngine, type SagaWorker, createSagaEngine, natsBridge } from "../src/index.js";
 import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
-import { NATS_URL, deleteStream, natsConnection, readStream, tcpProxy, uniqueName } from "./helpers/brokers.js";
+import {
+  NATS_URL,
+  deleteStream,
+  natsConnection,
+  readStream,
+  tcpProxy,
+  uniqueName,
+} from "./helpers/brokers.js";
 import { eventIdOf, firstOrderViolation, outboxEvents, relaySaga } from "./fixtures/bridge-sagas.js";
 import { sleep, waitUntil } from "./fixtures/subscriber-helpers.js";
 
@@ -34,7 +41,10 @@ function names() {
   return { stream, subjectPrefix: stream.toLowerCase() };
 }
 
-async function runWith(url: string, bridges: Parameters<SagaEngine["runWorker"]>[0]): Promise<{ engine: SagaEngine; worker: SagaWorker }> {
+async function runWith(
+  url: string,
+  bridges: Parameters<SagaEngine["runWorker"]>[0],
+): Promise<{ engine: SagaEngine; worker: SagaWorker }> {
   const engine = createSagaEngine({ connectionString: url, sagas: [relaySaga] });
   const worker = await engine.runWorker({ concurrency: 4, pollInterval: 100, ...bridges });
   const stop = async () => {
@@ -55,7 +65,10 @@ it("publishes every event once to saga.<name>.<type> / app.<type>, Nats-Msg-Id <
   await engine.publish([{ type: "order.placed", payload: { total: 3 }, key: "o-1" }]);
   await Promise.all(ids.map(({ id }) => engine.waitFor(id, { timeoutMs: 30_000 })));
   const expected = await outboxEvents(db.pool);
-  await waitUntil("the stream holds every event", async () => (await readStream(nc, stream)).length >= expected.length);
+  await waitUntil(
+    "the stream holds every event",
+    async () => (await readStream(nc, stream)).length >= expected.length,
+  );
   const messages = await readStream(nc, stream);
   expect(messages).toHaveLength(expected.length);
   const { rows } = await db.pool.query<{ id: string; db: string }>(
@@ -66,17 +79,28 @@ it("publishes every event once to saga.<name>.<type> / app.<type>, Nats-Msg-Id <
   for (const m of messages) {
     expect(m.msgId.startsWith(`${source}:`)).toBe(true);
     const event = byId.get(eventIdOf(m.msgId))!;
-    const body = JSON.parse(m.body.toString()) as { id: number; type: string; sagaId: string | null; seq: number | null };
+    const body = JSON.parse(m.body.toString()) as {
+      id: number;
+      type: string;
+      sagaId: string | null;
+      seq: number | null;
+    };
     expect(body).toMatchObject({ id: event.id, type: event.type, sagaId: event.saga_id, seq: event.seq });
     expect(m.subject).toBe(
-      event.name === null ? `${subjectPrefix}.app.${event.type}` : `${subjectPrefix}.saga.bridge-order.${event.type}`,
+      event.name === null
+        ? `${subjectPrefix}.app.${event.type}`
+        : `${subjectPrefix}.saga.bridge-order.${event.type}`,
     );
   }
   expect(new Set(messages.map((m) => m.msgId)).size).toBe(expected.length);
-  const received = messages.map((m) => JSON.parse(m.body.toString()) as { sagaId: string | null; seq: number | null });
+  const received = messages.map(
+    (m) => JSON.parse(m.body.toString()) as { sagaId: string | null; seq: number | null },
+  );
   expect(firstOrderViolation(received)).toBeNull();
   const metrics = await worker.metrics!.registry.metrics();
-  expect(metrics).toMatch(new RegExp(`pg_saga_bridge_acked_total\\{bridge="nats-basic"\\} ${expected.length}`));
+  expect(metrics).toMatch(
+    new RegExp(`pg_saga_bridge_acked_total\\{bridge="nats-basic"\\} ${expected.length}`),
+  );
   expect(metrics).toMatch(/pg_saga_bridge_connected\{bridge="nats-basic"\} 1/);
 });
 
@@ -85,13 +109,27 @@ it("CloudEvents, structured and binary, parse with the cloudevents SDK", async (
   cleanups.push(() => dropDatabase(url.name));
   const { stream, subjectPrefix } = names();
   const bridge = (envelope: "cloudevents-structured" | "cloudevents-binary", prefix: string) =>
-    natsBridge({ name: envelope, servers: NATS_URL, stream, subjectPrefix: prefix, envelope, source: `/orders-db/${envelope}`, subjects: [`${subjectPrefix}.>`] });
+    natsBridge({
+      name: envelope,
+      servers: NATS_URL,
+      stream,
+      subjectPrefix: prefix,
+      envelope,
+      source: `/orders-db/${envelope}`,
+      subjects: [`${subjectPrefix}.>`],
+    });
   const { engine } = await runWith(url.url, {
-    bridges: [bridge("cloudevents-structured", `${subjectPrefix}.s`), bridge("cloudevents-binary", `${subjectPrefix}.b`)],
+    bridges: [
+      bridge("cloudevents-structured", `${subjectPrefix}.s`),
+      bridge("cloudevents-binary", `${subjectPrefix}.b`),
+    ],
   });
   const { id } = await engine.start(relaySaga, { n: 7 });
   await engine.waitFor(id, { timeoutMs: 30_000 });
-  await waitUntil("both envelopes of all four events", async () => (await readStream(nc, stream)).length >= 8);
+  await waitUntil(
+    "both envelopes of all four events",
+    async () => (await readStream(nc, stream)).length >= 8,
+  );
   const messages = await readStream(nc, stream);
   const pool = new pg.Pool({ connectionString: url.url, max: 1 });
   cleanups.push(() => pool.end());
@@ -99,7 +137,7 @@ it("CloudEvents, structured and binary, parse with the cloudevents SDK", async (
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(m.headers)) headers[k.toLowerCase()] = v;
     const event = HTTP.toEvent({ headers, body: m.body.toString() });
-    const ce = Array.isArray(event) ? event[0]! : event;
+    const ce = (Array.isArray(event) ? event[0] : event) as CloudEvent<unknown>;
     expect(ce.validate()).toBe(true);
     expect(ce.specversion).toBe("1.0");
     expect(ce.source).toMatch(/^\/orders-db\/cloudevents-(structured|binary)$/);
@@ -107,7 +145,9 @@ it("CloudEvents, structured and binary, parse with the cloudevents SDK", async (
     expect(String(ce.id)).toBe(String(eventIdOf(m.msgId)));
     expect(ce.type).toMatch(/^(saga|compensation)\./);
     expect(ce.saganame).toBe("bridge-order");
-    const { rows } = await pool.query<{ payload: unknown }>("select payload from saga.outbox where id = $1", [eventIdOf(m.msgId)]);
+    const { rows } = await pool.query<{ payload: unknown }>("select payload from saga.outbox where id = $1", [
+      eventIdOf(m.msgId),
+    ]);
     expect(ce.data).toEqual(rows[0]!.payload);
   }
   expect(messages.filter((m) => m.subject.startsWith(`${subjectPrefix}.b.`))).toHaveLength(4);
@@ -120,7 +160,15 @@ it("broker unreachable for 10 s: lag shows it, the backlog goes out after, nothi
   cleanups.push(() => proxy.close());
   const { stream, subjectPrefix } = names();
   const { engine, worker } = await runWith(url.url, {
-    bridges: [natsBridge({ name: "nats-outage", servers: `nats://127.0.0.1:${proxy.port}`, stream, subjectPrefix, ackTimeout: 1_000 })],
+    bridges: [
+      natsBridge({
+        name: "nats-outage",
+        servers: `nats://127.0.0.1:${proxy.port}`,
+        stream,
+        subjectPrefix,
+        ackTimeout: 1_000,
+      }),
+    ],
     metrics: {},
   });
   await engine.publish({ type: "before" });
@@ -136,7 +184,9 @@ it("broker unreachable for 10 s: lag shows it, the backlog goes out after, nothi
   expect(lag.pendingEvents).toBe(200);
   expect(lag.lagMs).toBeGreaterThan(5_000);
   expect((await readStream(nc, stream)).length).toBe(1);
-  expect(await worker.metrics!.registry.metrics()).toMatch(/pg_saga_bridge_failures_total\{bridge="nats-outage"\} [1-9]/);
+  expect(await worker.metrics!.registry.metrics()).toMatch(
+    /pg_saga_bridge_failures_total\{bridge="nats-outage"\} [1-9]/,
+  );
 
   await proxy.start();
   await waitUntil("the backlog is out", async () => (await readStream(nc, stream)).length >= 201, 30_000);
@@ -144,8 +194,15 @@ it("broker unreachable for 10 s: lag shows it, the backlog goes out after, nothi
   const messages = await readStream(nc, stream);
   expect(messages).toHaveLength(201);
   expect(new Set(messages.map((m) => m.msgId)).size).toBe(201);
-  expect(firstOrderViolation(messages.map((m) => JSON.parse(m.body.toString()) as { sagaId: string; seq: number }))).toBeNull();
-  await waitUntil("the cursor caught up", async () => (await engine.subscriptionMetrics("nats-outage"))?.lagMs === 0);
+  expect(
+    firstOrderViolation(
+      messages.map((m) => JSON.parse(m.body.toString()) as { sagaId: string; seq: number }),
+    ),
+  ).toBeNull();
+  await waitUntil(
+    "the cursor caught up",
+    async () => (await engine.subscriptionMetrics("nats-outage"))?.lagMs === 0,
+  );
 });
 
 it("two databases into one stream: ids 1.. of both arrive, neither is taken for the other's duplicate", async () => {
@@ -160,8 +217,12 @@ it("two databases into one stream: ids 1.. of both arrive, neither is taken for 
   // Both outboxes hand out the same ids: only the source tells their messages apart.
   expect(idsB.ids.filter((id) => idsA.ids.includes(id)).length).toBeGreaterThan(0);
   await waitUntil("both databases' events", async () => (await readStream(nc, stream)).length >= 200);
-  await waitUntil("both bridges caught up", async () =>
-    (await a.engine.subscriptionMetrics("nats-shared"))?.lagMs === 0 && (await b.engine.subscriptionMetrics("nats-shared"))?.lagMs === 0);
+  await waitUntil(
+    "both bridges caught up",
+    async () =>
+      (await a.engine.subscriptionMetrics("nats-shared"))?.lagMs === 0 &&
+      (await b.engine.subscriptionMetrics("nats-shared"))?.lagMs === 0,
+  );
   const shared = await readStream(nc, stream);
   expect(shared).toHaveLength(200);
   const sources = new Set(shared.map((m) => m.msgId.slice(0, m.msgId.lastIndexOf(":"))));

@@ -2,7 +2,7 @@
  * The RabbitMQ bridge against the real broker: routing keys, message ids and properties, CloudEvents binary
  * mode, an event no queue takes (returned: a dead letter), and the broker unreachable for 10 s.
  */
-import { HTTP } from "cloudevents";
+import { type CloudEvent, HTTP } from "cloudevents";
 import { afterAll, expect, it } from "vitest";
 import { type SagaEngine, type SagaWorker, createSagaEngine, rabbitBridge } from "../src/index.js";
 import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
@@ -16,7 +16,10 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function runWith(url: string, options: Parameters<SagaEngine["runWorker"]>[0]): Promise<{ engine: SagaEngine; worker: SagaWorker }> {
+async function runWith(
+  url: string,
+  options: Parameters<SagaEngine["runWorker"]>[0],
+): Promise<{ engine: SagaEngine; worker: SagaWorker }> {
   const engine = createSagaEngine({ connectionString: url, sagas: [relaySaga] });
   const worker = await engine.runWorker({ concurrency: 4, pollInterval: 100, ...options });
   cleanups.push(async () => {
@@ -51,9 +54,15 @@ it("publishes every event, persistent, routing key <saga name>.<type>, messageId
     expect(m.properties.deliveryMode).toBe(2);
     expect(m.properties.contentType).toBe("application/json");
     expect(m.properties.type).toBe(event.type);
-    expect(m.fields.routingKey).toBe(event.name === null ? `app.${event.type}` : `bridge-order.${event.type}`);
+    expect(m.fields.routingKey).toBe(
+      event.name === null ? `app.${event.type}` : `bridge-order.${event.type}`,
+    );
   }
-  expect(firstOrderViolation(messages.map((m) => JSON.parse(m.content.toString()) as { sagaId: string; seq: number }))).toBeNull();
+  expect(
+    firstOrderViolation(
+      messages.map((m) => JSON.parse(m.content.toString()) as { sagaId: string; seq: number }),
+    ),
+  ).toBeNull();
   expect(await worker.metrics!.registry.metrics()).toMatch(
     new RegExp(`pg_saga_bridge_acked_total\\{bridge="rabbit-basic"\\} ${expected.length}`),
   );
@@ -64,7 +73,15 @@ it("CloudEvents binary mode: cloudEvents: headers that the SDK parses", async ()
   cleanups.push(() => dropDatabase(other.name));
   const c = await capture();
   const { engine } = await runWith(other.url, {
-    bridges: [rabbitBridge({ name: "rabbit-ce", url: RABBIT_URL, exchange: c.exchange, envelope: "cloudevents-binary", source: "/billing" })],
+    bridges: [
+      rabbitBridge({
+        name: "rabbit-ce",
+        url: RABBIT_URL,
+        exchange: c.exchange,
+        envelope: "cloudevents-binary",
+        source: "/billing",
+      }),
+    ],
   });
   const { ids } = await engine.publish({ type: "invoice.sent", payload: { amount: 12 }, key: "inv-1" });
   await waitUntil("caught up", async () => (await engine.subscriptionMetrics("rabbit-ce"))?.lagMs === 0);
@@ -73,9 +90,14 @@ it("CloudEvents binary mode: cloudEvents: headers that the SDK parses", async ()
   for (const [k, v] of Object.entries(m!.properties.headers ?? {}))
     if (k.startsWith("cloudEvents:")) headers[`ce-${k.slice("cloudEvents:".length)}`] = String(v);
   const event = HTTP.toEvent({ headers, body: m!.content.toString() });
-  const ce = Array.isArray(event) ? event[0]! : event;
+  const ce = (Array.isArray(event) ? event[0] : event) as CloudEvent<unknown>;
   expect(ce.validate()).toBe(true);
-  expect(ce).toMatchObject({ id: String(ids[0]), source: "/billing", type: "invoice.sent", eventkey: "inv-1" });
+  expect(ce).toMatchObject({
+    id: String(ids[0]),
+    source: "/billing",
+    type: "invoice.sent",
+    eventkey: "inv-1",
+  });
   expect(ce.data).toEqual({ amount: 12 });
 });
 
@@ -102,10 +124,19 @@ it("broker unreachable for 10 s: the backlog goes out after, nothing lost", asyn
   const proxy = await tcpProxy(5672);
   cleanups.push(() => proxy.close());
   const { engine } = await runWith(other.url, {
-    bridges: [rabbitBridge({ name: "rabbit-outage", url: `amqp://guest:guest@127.0.0.1:${proxy.port}`, exchange: c.exchange })],
+    bridges: [
+      rabbitBridge({
+        name: "rabbit-outage",
+        url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+        exchange: c.exchange,
+      }),
+    ],
   });
   await engine.publish({ type: "before" });
-  await waitUntil("the first event is out", async () => (await engine.subscriptionMetrics("rabbit-outage"))?.lagMs === 0);
+  await waitUntil(
+    "the first event is out",
+    async () => (await engine.subscriptionMetrics("rabbit-outage"))?.lagMs === 0,
+  );
   await proxy.stop();
   const started = Date.now();
   const during = await Promise.all(Array.from({ length: 50 }, (_, n) => engine.start(relaySaga, { n })));
@@ -114,7 +145,11 @@ it("broker unreachable for 10 s: the backlog goes out after, nothing lost", asyn
   const lag = (await engine.health()).relay!.subscriptions.find((s) => s.name === "rabbit-outage")!;
   expect(lag.pendingEvents).toBe(200);
   await proxy.start();
-  await waitUntil("caught up", async () => (await engine.subscriptionMetrics("rabbit-outage"))?.lagMs === 0, 30_000);
+  await waitUntil(
+    "caught up",
+    async () => (await engine.subscriptionMetrics("rabbit-outage"))?.lagMs === 0,
+    30_000,
+  );
   const messages = await c.drain();
   const ids = new Set(messages.map((m) => eventIdOf(m.properties.messageId as string)));
   expect(ids.size).toBe(201);

@@ -171,8 +171,11 @@ export function natsBridge(options: NatsBridgeOptions): Bridge {
       throw new SagaError("INVALID_OPTIONS", `natsBridge: ${(err as Error).message}`);
     }
   }
-  if (options.subjectPrefix !== undefined && !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(options.subjectPrefix))
-    throw new SagaError("INVALID_OPTIONS", "natsBridge: subjectPrefix must be subject tokens such as \"prod\"");
+  if (
+    options.subjectPrefix !== undefined &&
+    !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(options.subjectPrefix)
+  )
+    throw new SagaError("INVALID_OPTIONS", 'natsBridge: subjectPrefix must be subject tokens such as "prod"');
   if (options.stream !== undefined && !/^[A-Za-z0-9_-]{1,200}$/.test(options.stream))
     throw new SagaError("INVALID_OPTIONS", "natsBridge: stream must be letters, digits, _ and - only");
   return {

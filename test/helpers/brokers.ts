@@ -12,7 +12,8 @@ export const NATS_URL = "nats://127.0.0.1:4222";
 export const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672";
 
 /** A name no other test run uses: letters and digits, safe for subjects, streams and exchanges. */
-export const uniqueName = (prefix: string) => `${prefix}${Date.now().toString(36)}${randomBytes(4).toString("hex")}`;
+export const uniqueName = (prefix: string) =>
+  `${prefix}${Date.now().toString(36)}${randomBytes(4).toString("hex")}`;
 
 export interface StreamMessage {
   subject: string;
@@ -52,7 +53,13 @@ export async function readStream(nc: NatsConnection, stream: string): Promise<St
       got++;
       const headers: Record<string, string> = {};
       for (const k of m.headers?.keys() ?? []) headers[k] = m.headers!.get(k);
-      out.push({ subject: m.subject, msgId: headers["Nats-Msg-Id"] ?? "", headers, body: Buffer.from(m.data), seq: m.seq });
+      out.push({
+        subject: m.subject,
+        msgId: headers["Nats-Msg-Id"] ?? "",
+        headers,
+        body: Buffer.from(m.data),
+        seq: m.seq,
+      });
     }
     if (got === 0) break;
   }
@@ -96,7 +103,9 @@ export async function rabbitCapture(exchange: string) {
 }
 
 /** A TCP proxy to a broker: `stop()` closes every connection and refuses new ones until `start()`. */
-export async function tcpProxy(targetPort: number): Promise<{ port: number; stop(): Promise<void>; start(): Promise<void>; close(): Promise<void> }> {
+export async function tcpProxy(
+  targetPort: number,
+): Promise<{ port: number; stop(): Promise<void>; start(): Promise<void>; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   let server: Server | null = null;
   let port = 0;

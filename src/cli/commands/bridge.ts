@@ -46,7 +46,11 @@ function buildBridge(kind: string, o: BridgeCommandOptions): Bridge {
       ...(o.subjectPrefix === undefined ? {} : { subjectPrefix: o.subjectPrefix }),
     });
   if (kind === "rabbitmq")
-    return rabbitBridge({ ...common, url: o.url, ...(o.exchange === undefined ? {} : { exchange: o.exchange }) });
+    return rabbitBridge({
+      ...common,
+      url: o.url,
+      ...(o.exchange === undefined ? {} : { exchange: o.exchange }),
+    });
   throw new CliError("INVALID_OPTIONS", `unknown broker ${JSON.stringify(kind)}: nats or rabbitmq`, 2);
 }
 
@@ -87,12 +91,19 @@ export async function bridgeCommand(cli: Cli, kind: string, o: BridgeCommandOpti
 /** Registers `pg-saga bridge <broker>` on the program. */
 export function addBridgeCommand(
   program: Command,
-  run: (action: (cli: Cli, kind: string, o: BridgeCommandOptions) => Promise<void>) => (...args: unknown[]) => Promise<void>,
+  run: (
+    action: (cli: Cli, kind: string, o: BridgeCommandOptions) => Promise<void>,
+  ) => (...args: unknown[]) => Promise<void>,
 ): void {
   program
     .command("bridge <broker>")
-    .description("publish outbox events to nats (JetStream) or rabbitmq, each acknowledged before the cursor moves")
-    .requiredOption("--url <url>", "broker URL: nats://host:4222 (comma-separated for several) or amqp://user:pass@host")
+    .description(
+      "publish outbox events to nats (JetStream) or rabbitmq, each acknowledged before the cursor moves",
+    )
+    .requiredOption(
+      "--url <url>",
+      "broker URL: nats://host:4222 (comma-separated for several) or amqp://user:pass@host",
+    )
     .option("--types <types>", "only these event types (repeatable, comma-separated)", collect)
     .option("--names <names>", "only these saga names (repeatable, comma-separated)", collect)
     .option("--name <subscription>", "the bridge's durable subscription name (default bridge.<broker>)")
