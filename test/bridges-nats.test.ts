@@ -3,6 +3,8 @@
  * envelopes, a broker unreachable for 10 s, two databases feeding one stream, and an event the stream
  * refuses for good.
  */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { type CloudEvent, HTTP } from "cloudevents";
 import type { NatsConnection } from "nats";
 import pg from "pg";
@@ -250,4 +252,51 @@ it("an event the stream refuses for good becomes a dead letter; the ones after i
   expect(letters[0]!.error.code).toBe("MESSAGE_TOO_LARGE");
   const messages = await readStream(nc, stream);
   expect(messages.map((m) => eventIdOf(m.msgId))).toEqual([ids[0], ids[2]]);
+});
+
+it("pg-saga bridge nats: publishes with --types, serves /metrics, stops on SIGTERM", async () => {
+  const other = await createDatabase();
+  cleanups.push(() => dropDatabase(other.name));
+  const { stream, subjectPrefix } = names();
+  const bin = fileURLToPath(new URL("../bin/pg-saga.js", import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [
+      bin,
+      "bridge",
+      "nats",
+      "--url",
+      NATS_URL,
+      "--stream",
+      stream,
+      "--subject-prefix",
+      subjectPrefix,
+      "--types",
+      "wanted",
+      "--metrics-port",
+      "0",
+      "--json",
+    ],
+    {
+      env: { ...process.env, DATABASE_URL: other.url, LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  await waitUntil("ready", () => out.includes('"event":"ready"'), 30_000);
+  const ready = JSON.parse(out.split("\n")[0]!) as { bridge: string; metricsUrl: string };
+  expect(ready.bridge).toBe("bridge.nats");
+  const engine = createSagaEngine({ connectionString: other.url, sagas: [] });
+  cleanups.push(() => engine.close());
+  // No worker (and so no relay notifications) here: the bridge finds the events by polling.
+  const { ids } = await engine.publish([{ type: "wanted" }, { type: "unwanted" }, { type: "wanted" }]);
+  await waitUntil("both wanted events", async () => (await readStream(nc, stream)).length >= 2, 30_000);
+  await waitUntil("caught up", async () => (await engine.subscriptionMetrics("bridge.nats"))?.lagMs === 0);
+  expect((await readStream(nc, stream)).map((m) => eventIdOf(m.msgId))).toEqual([ids[0], ids[2]]);
+  const metrics = await fetch(`${ready.metricsUrl}/metrics`).then((r) => r.text());
+  expect(metrics).toMatch(/pg_saga_bridge_acked_total\{bridge="bridge.nats"\} 2/);
+  child.kill("SIGTERM");
+  expect(await exited).toBe(0);
 });

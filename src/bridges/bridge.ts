@@ -101,6 +101,6 @@ export interface BridgeOptions {
 export interface Bridge {
   readonly name: string;
   readonly transport: BridgeTransport;
-  /** @internal */
+  /** The options the runner applies (filter, envelope, source, …), with `topic` always given. */
   readonly options: Readonly<BridgeOptions> & { readonly topic: (event: SagaEvent) => string };
 }
