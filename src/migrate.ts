@@ -1,58 +1,90 @@
-import { fileURLToPath } from "node:url";
-import { readMigrationFiles } from "drizzle-orm/migrator";
 import { Logger as WorkerLogger, runMigrations as runWorkerMigrations } from "graphile-worker";
 import type pg from "pg";
+import { sqlState } from "./db.js";
 import { SagaError } from "./errors.js";
+import {
+  type MigrationPlan,
+  MIGRATIONS_FOLDER,
+  PACKAGE_VERSION,
+  isNewer,
+  planMigration,
+} from "./migration-plan.js";
+import { REPEATABLE_TABLE_SQL } from "./repeatable.js";
 
-/** Where drizzle-kit writes pg-saga's migrations; shipped with the package. */
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../migrations", import.meta.url));
+export { MIGRATIONS_FOLDER };
 
 /** One key for every pg-saga migrator in any process: they take turns. */
 const MIGRATION_LOCK = 727_274_001;
 
+/** What one migrate() call changed. */
+export interface MigrateResult {
+  /** Table migrations applied. */
+  applied: number;
+  /** sql/ files (functions, views, triggers) re-applied, in the order they ran. */
+  repeatable: string[];
+}
+
+export interface MigrateOptions {
+  /** Folders to read instead of the package's own; for tests of the mechanism. */
+  migrationsFolder?: string;
+  sqlFolder?: string;
+}
+
 /**
- * Brings schema `saga` and graphile-worker's schema up to date. Idempotent; concurrent callers wait for each
- * other on an advisory lock held by one dedicated connection for the duration, released before it returns.
- * Each migration runs in its own transaction, recorded in `saga.__drizzle_migrations` (drizzle's journal
- * format, in pg-saga's own schema so an application's drizzle journal never clashes with it).
+ * Brings schema `saga` and graphile-worker's schema up to date. Idempotent; concurrent callers (a fleet
+ * restarting) wait for each other on an advisory lock held by one dedicated connection, and the ones that
+ * come after the first find nothing to do.
+ *
+ * One transaction applies the pending table migrations of the journal (recorded in `saga.__drizzle_migrations`,
+ * drizzle's journal format in pg-saga's own schema) and then re-applies, in dependency order, every sql/ file
+ * whose checksum differs from the one recorded in `saga.__repeatable`: an upgrade commits whole or not at all,
+ * so running workers see either the old schema or the new one.
  */
-export async function migrate(pool: pg.Pool): Promise<{ applied: number }> {
+export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
+  try {
+    return await migrateNow(pool, options);
+  } catch (err) {
+    if (err instanceof SagaError) throw err;
+    const code = sqlState(err);
+    const hint =
+      code === "42501"
+        ? "; the role running migrate() lacks a privilege: run it once as the schema's owner, or grant CREATE"
+        : "";
+    throw new SagaError(
+      "MIGRATION_FAILED",
+      `pg-saga migrate failed${code ? ` (SQLSTATE ${code})` : ""}: ${(err as Error).message}${hint}`,
+      { cause: err },
+    );
+  }
+}
+
+async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<MigrateResult> {
   const client = await pool.connect();
-  let applied = 0;
+  let result: MigrateResult;
   try {
     await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
     try {
-      await client.query("create schema if not exists saga");
-      await client.query(
-        `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
-      );
-      const done = await client.query<{ created_at: string }>(
-        "select created_at from saga.__drizzle_migrations",
-      );
-      const seen = new Set(done.rows.map((r) => Number(r.created_at)));
-      for (const migration of readMigrationFiles({ migrationsFolder: MIGRATIONS_FOLDER })) {
-        if (seen.has(migration.folderMillis)) continue;
-        await client.query("begin");
-        try {
-          for (const statement of migration.sql) {
-            if (statement.trim()) await client.query(statement);
-          }
-          await client.query("insert into saga.__drizzle_migrations (hash, created_at) values ($1, $2)", [
-            migration.hash,
-            migration.folderMillis,
-          ]);
-          await client.query("commit");
-          applied++;
-        } catch (err) {
-          await client.query("rollback");
-          throw new SagaError(
-            "MIGRATION_FAILED",
-            `pg-saga migration ${migration.folderMillis} failed: ${(err as Error).message}`,
-            {
-              cause: err,
-            },
+      await client.query("begin");
+      try {
+        // `create ... if not exists` checks the CREATE privilege before existence: a role without it (an
+        // application role on an installed schema) must find everything current without being refused.
+        const installed = await client.query<{ found: boolean }>(
+          "select to_regclass('saga.__repeatable') is not null as found",
+        );
+        if (!installed.rows[0]?.found) {
+          await client.query("create schema if not exists saga");
+          await client.query(
+            `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
           );
+          await client.query(REPEATABLE_TABLE_SQL);
         }
+        const plan = await planMigration(client, options);
+        refuseNewerSchema(plan);
+        result = await apply(client, plan);
+        await client.query("commit");
+      } catch (err) {
+        await client.query("rollback").catch(() => {});
+        throw err;
       }
       await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
     } finally {
@@ -61,7 +93,63 @@ export async function migrate(pool: pg.Pool): Promise<{ applied: number }> {
   } finally {
     client.release();
   }
-  return { applied };
+  return result;
+}
+
+/** Code older than the database would put back functions the newer tables no longer match. */
+function refuseNewerSchema(plan: MigrationPlan): void {
+  if (!isNewer(plan)) return;
+  throw new SagaError(
+    "SCHEMA_NEWER",
+    `${describeNewer(plan)}; upgrade this application instead of migrating with it`,
+    {
+      details: { unknown: plan.unknown, newerVersion: plan.newerVersion },
+    },
+  );
+}
+
+/** Why the database is newer than this code, for messages. */
+export function describeNewer(plan: MigrationPlan): string {
+  const why =
+    plan.newerVersion !== null
+      ? `pg-saga ${plan.newerVersion} migrated it`
+      : `it has ${plan.unknown.length} table migration(s) this version does not know (${plan.unknown.join(", ")})`;
+  return `schema saga is newer than this pg-saga ${PACKAGE_VERSION}: ${why}`;
+}
+
+async function apply(client: pg.PoolClient, plan: MigrationPlan): Promise<MigrateResult> {
+  for (const migration of plan.tables) {
+    await run(client, migration.statements, `migration ${migration.tag}`);
+    await client.query("insert into saga.__drizzle_migrations (hash, created_at) values ($1, $2)", [
+      migration.hash,
+      migration.folderMillis,
+    ]);
+  }
+  for (const file of plan.files) {
+    await run(client, file.statements, `sql/${file.name}`);
+    await client.query(
+      `insert into saga.__repeatable (file, checksum, version) values ($1, $2, $3)
+       on conflict (file) do update set checksum = excluded.checksum, version = excluded.version, applied_at = now()`,
+      [file.name, file.checksum, PACKAGE_VERSION],
+    );
+  }
+  if (plan.forgotten.length > 0)
+    await client.query("delete from saga.__repeatable where file = any($1::text[])", [plan.forgotten]);
+  return { applied: plan.tables.length, repeatable: plan.files.map((f) => f.name) };
+}
+
+async function run(client: pg.PoolClient, statements: string[], source: string): Promise<void> {
+  for (const [i, statement] of statements.entries()) {
+    try {
+      await client.query(statement);
+    } catch (err) {
+      throw new SagaError(
+        "MIGRATION_FAILED",
+        `pg-saga ${source} failed at statement ${i + 1} (nothing was applied): ${(err as Error).message}`,
+        { cause: err, details: { source, statement: i + 1 } },
+      );
+    }
+  }
 }
 
 /** graphile-worker logs to the console by default; the library never does. */

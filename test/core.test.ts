@@ -231,7 +231,7 @@ describe("core engine", () => {
     expect(await countRows()).toMatchObject({ instances: before.instances, events: before.events });
   });
 
-  it("answers the README's plain SQL", async () => {
+  it("answers the plain SQL of docs/sql.md (Looking at state)", async () => {
     const { id } = await engine.start(
       saga,
       { customerId: "sql", amount: 9 },

@@ -6,10 +6,12 @@ import { migrate as drizzleMigrate } from "drizzle-orm/node-postgres/migrator";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { describe, expect, it } from "vitest";
 import { createSagaEngine } from "../src/index.js";
-import { MIGRATIONS_FOLDER } from "../src/migrate.js";
+import { MIGRATIONS_FOLDER, migrate } from "../src/migrate.js";
 import { dumpSagaSchema } from "../scripts/dump-schema.js";
-import { expectedCustomMigration } from "../scripts/sync-custom-migrations.js";
-import { useTestDatabase } from "./helpers/database.js";
+import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
+import { installRelease010 } from "./helpers/released-schema.js";
+import pg from "pg";
+import { readRepeatableFiles } from "../src/repeatable.js";
 
 const db = useTestDatabase({ migrated: false });
 
@@ -69,17 +71,45 @@ describe("schema and migrations", () => {
     expect(dumpSagaSchema(db.url)).toBe(committed);
   });
 
-  it("ships each custom migration with the text of its sql/ source (run `npm run db:generate`)", () => {
-    const journal = JSON.parse(readFileSync(join(MIGRATIONS_FOLDER, "meta", "_journal.json"), "utf8")) as {
-      entries: { tag: string }[];
-    };
-    let custom = 0;
-    for (const { tag } of journal.entries) {
-      const expected = expectedCustomMigration(tag);
-      if (expected === undefined) continue;
-      custom++;
-      expect(readFileSync(join(MIGRATIONS_FOLDER, `${tag}.sql`), "utf8"), tag).toBe(expected);
+  it("records the checksum of every repeatable sql/ file", async () => {
+    const { rows } = await db.pool.query("select file, checksum from saga.__repeatable order by file");
+    expect(rows).toEqual(
+      readRepeatableFiles()
+        .map((f) => ({ file: f.name, checksum: f.checksum }))
+        .sort((a, b) => a.file.localeCompare(b.file)),
+    );
+  });
+
+  it("upgrades a 0.1.0 database to exactly the schema of a fresh install", async () => {
+    const old = await createDatabase(false);
+    const pool = new pg.Pool({ connectionString: old.url, max: 3 });
+    try {
+      await installRelease010(old.url);
+      const result = await migrate(pool);
+      // 0.1.0 recorded no repeatable file: all of them are re-applied once, then nothing.
+      expect(result.repeatable).toEqual(readRepeatableFiles().map((f) => f.name));
+      expect(await migrate(pool)).toEqual({ applied: 0, repeatable: [] });
+      await pool.end();
+      const committed = readFileSync(new URL("../sql/schema.sql", import.meta.url), "utf8");
+      expect(dumpSagaSchema(old.url)).toBe(committed);
+    } finally {
+      await pool.end().catch(() => {});
+      await dropDatabase(old.name);
     }
-    expect(custom).toBeGreaterThanOrEqual(3);
+  });
+
+  it("defines every function and view of schema saga in a sql/ file (a dropped one goes in sql/drops.sql)", async () => {
+    const defined = new Map<string, number>();
+    for (const file of readRepeatableFiles())
+      for (const statement of file.statements)
+        for (const m of statement.matchAll(/create or replace (function|view) saga\.(\w+)/gi))
+          defined.set(`${m[1]!.toLowerCase()} ${m[2]}`, (defined.get(`${m[1]!.toLowerCase()} ${m[2]}`) ?? 0) + 1);
+    const { rows } = await db.pool.query<{ key: string; n: number }>(
+      `select 'function ' || proname as key, count(*)::int as n from pg_proc
+       where pronamespace = 'saga'::regnamespace group by proname
+       union all
+       select 'view ' || viewname, 1 from pg_views where schemaname = 'saga'`,
+    );
+    expect(new Map(rows.map((r) => [r.key, r.n]))).toEqual(defined);
   });
 });

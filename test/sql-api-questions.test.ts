@@ -1,5 +1,5 @@
 /**
- * The example questions of the README's SQL reference, each query run as written against sagas
+ * The example questions of the SQL reference (docs/sql.md), each query run as written against sagas
  * that completed, failed, were compensated, and one that is stuck.
  */
 import { readFileSync } from "node:fs";
@@ -32,8 +32,8 @@ const t = useEngine(db, () => [order], { pollInterval: 50 });
 
 /** The SQL blocks under "Questions answered with SQL", in order. */
 function questions(): string[] {
-  const doc = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-  const from = doc.indexOf("### Questions answered with SQL");
+  const doc = readFileSync(new URL("../docs/sql.md", import.meta.url), "utf8");
+  const from = doc.indexOf("## Questions answered with SQL");
   const to = doc.indexOf("\n## ", from);
   const section = doc.slice(from, to === -1 ? undefined : to);
   return [...section.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!);
@@ -62,7 +62,7 @@ beforeAll(async () => {
   ids.stuck = (await db.pool.query("select saga.start('refund', '{}') as id")).rows[0].id;
 });
 
-describe("README SQL questions", () => {
+describe("docs/sql.md SQL questions", () => {
   it("has the nine questions", () => {
     expect(questions()).toHaveLength(9);
   });

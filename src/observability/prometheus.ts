@@ -73,7 +73,7 @@ export interface WorkerMetrics {
 }
 
 /**
- * Creates the worker's metrics. Metric names are the contract documented in the README (Observability).
+ * Creates the worker's metrics. Metric names are the contract documented in docs/observability.md.
  * @internal
  */
 export function createWorkerMetrics(
