@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { type CloudEvent, HTTP } from "cloudevents";
 import type { NatsConnection } from "nats";
 import pg from "pg";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { type SagaEngine, type SagaWorker, createSagaEngine, natsBridge } from "../src/index.js";
 import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
 import {
@@ -30,8 +30,12 @@ const cleanups: (() => Promise<void>)[] = [];
 beforeAll(async () => {
   nc = await natsConnection();
 });
-afterAll(async () => {
+// Each test closes its engines, workers and databases when it ends: the Postgres server is shared.
+afterEach(async () => {
   for (const c of cleanups.reverse()) await c();
+  cleanups.length = 0;
+});
+afterAll(async () => {
   for (const s of streams) await deleteStream(nc, s);
   await nc.close();
 });
@@ -47,7 +51,7 @@ async function runWith(
   url: string,
   bridges: Parameters<SagaEngine["runWorker"]>[0],
 ): Promise<{ engine: SagaEngine; worker: SagaWorker }> {
-  const engine = createSagaEngine({ connectionString: url, sagas: [relaySaga] });
+  const engine = createSagaEngine({ connectionString: url, sagas: [relaySaga], poolSize: 4 });
   const worker = await engine.runWorker({ concurrency: 4, pollInterval: 100, ...bridges });
   const stop = async () => {
     await worker.stop();
@@ -288,7 +292,7 @@ it("pg-saga bridge nats: publishes with --types, serves /metrics, stops on SIGTE
   await waitUntil("ready", () => out.includes('"event":"ready"'), 30_000);
   const ready = JSON.parse(out.split("\n")[0]!) as { bridge: string; metricsUrl: string };
   expect(ready.bridge).toBe("bridge.nats");
-  const engine = createSagaEngine({ connectionString: other.url, sagas: [] });
+  const engine = createSagaEngine({ connectionString: other.url, sagas: [], poolSize: 2 });
   cleanups.push(() => engine.close());
   // No worker (and so no relay notifications) here: the bridge finds the events by polling.
   const { ids } = await engine.publish([{ type: "wanted" }, { type: "unwanted" }, { type: "wanted" }]);

@@ -3,7 +3,7 @@
  * mode, an event no queue takes (returned: a dead letter), and the broker unreachable for 10 s.
  */
 import { type CloudEvent, HTTP } from "cloudevents";
-import { afterAll, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import { type SagaEngine, type SagaWorker, createSagaEngine, rabbitBridge } from "../src/index.js";
 import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
 import { RABBIT_URL, rabbitCapture, tcpProxy, uniqueName } from "./helpers/brokers.js";
@@ -12,15 +12,17 @@ import { sleep, waitUntil } from "./fixtures/subscriber-helpers.js";
 
 const db = useTestDatabase();
 const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => {
+// Each test closes its engines, workers and databases when it ends: the Postgres server is shared.
+afterEach(async () => {
   for (const c of cleanups.reverse()) await c();
+  cleanups.length = 0;
 });
 
 async function runWith(
   url: string,
   options: Parameters<SagaEngine["runWorker"]>[0],
 ): Promise<{ engine: SagaEngine; worker: SagaWorker }> {
-  const engine = createSagaEngine({ connectionString: url, sagas: [relaySaga] });
+  const engine = createSagaEngine({ connectionString: url, sagas: [relaySaga], poolSize: 4 });
   const worker = await engine.runWorker({ concurrency: 4, pollInterval: 100, ...options });
   cleanups.push(async () => {
     await worker.stop();
