@@ -215,7 +215,14 @@ it("two databases into one stream: ids 1.. of both arrive, neither is taken for 
   const other = await createDatabase();
   cleanups.push(() => dropDatabase(other.name));
   const { stream, subjectPrefix } = names();
-  const bridge = () => natsBridge({ name: "nats-shared", servers: NATS_URL, stream, subjectPrefix });
+  const bridge = () =>
+    natsBridge({
+      name: "nats-shared",
+      servers: NATS_URL,
+      stream,
+      subjectPrefix,
+      filter: { types: ["shared.event"] },
+    });
   const a = await runWith(db.url, { bridges: [bridge()] });
   const b = await runWith(other.url, { bridges: [bridge()] });
   const events = Array.from({ length: 100 }, (_, n) => ({ type: "shared.event", payload: { n } }));
