@@ -21,6 +21,7 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   growth: async () => (await import("./growth.js")).growthScenario,
   memory: async () => (await import("./memory.js")).memoryScenario,
   dashboard: async () => (await import("./dashboard.js")).dashboardScenario,
+  bridges: async () => (await import("./bridges.js")).bridgesScenario,
 };
 
 function parseArgs(argv: string[]) {

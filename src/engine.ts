@@ -20,6 +20,9 @@ import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
 import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
+import type { Bridge } from "./bridges/bridge.js";
+import { type RunningBridges, startBridges } from "./bridges/outbound.js";
+import type { Registry } from "prom-client";
 import type * as relay from "./relay/types.js";
 import { Transition } from "./worker/transition.js";
 import { type DashboardHandler, type DashboardOptions, createDashboard } from "./dashboard/index.js";
@@ -91,6 +94,8 @@ export interface SagaEngine {
   close(): Promise<void>;
   /** @internal */
   readonly pool: pg.Pool;
+  /** @internal `runWorker({ bridges })` and `pg-saga bridge`. */
+  startBridges(bridges: readonly Bridge[], registry?: Registry | null): RunningBridges;
 }
 
 /** How long cancel() waits for the saga's row lock before it leaves a request instead. */
@@ -344,6 +349,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           () => engine.health(),
         );
         let stopped: Promise<void> | undefined;
+        let bridges: RunningBridges | null = null;
         let endedWith: SagaError | null = null;
         let resolveEnded: (reason: SagaError | null) => void = () => {};
         const ended = new Promise<SagaError | null>((r) => (resolveEnded = r));
@@ -352,17 +358,29 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           (stopped ??= (async () => {
             workers.delete(stop);
             unwatch();
+            await bridges?.stop();
             await worker.stop(stopOptions);
             await workerClosing?.end();
             resolveEnded(endedWith);
           })());
         // A newer release migrated the database: its workers advance the sagas from now on.
-        const unwatch = watchSchema(workerPool ?? pool, workerOptions.schemaCheckInterval ?? 10_000, (err) => {
-          endedWith = err;
-          logger.error(err.message, { code: err.code });
-          void stop();
-        });
+        const unwatch = watchSchema(
+          workerPool ?? pool,
+          workerOptions.schemaCheckInterval ?? 10_000,
+          (err) => {
+            endedWith = err;
+            logger.error(err.message, { code: err.code });
+            void stop();
+          },
+        );
         workers.add(stop);
+        try {
+          if (workerOptions.bridges?.length)
+            bridges = engine.startBridges(workerOptions.bridges, worker.metrics?.registry);
+        } catch (err) {
+          await stop();
+          throw err;
+        }
         return {
           id: worker.id,
           stats: worker.stats,
@@ -374,6 +392,11 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         await workerClosing?.end();
         throw err;
       }
+    },
+
+    startBridges(bridges, registry) {
+      alive();
+      return startBridges({ pool, logger, subscribe: bus.subscribe, registry }, bridges);
     },
 
     async close() {

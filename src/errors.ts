@@ -21,7 +21,8 @@ export type SagaErrorCode =
   | "MIGRATION_FAILED"
   | "SCHEMA_OUTDATED"
   | "SCHEMA_NEWER"
-  | "DATABASE_ERROR";
+  | "DATABASE_ERROR"
+  | "BRIDGE_DEPENDENCY_MISSING";
 
 /**
  * The one error type the engine throws.

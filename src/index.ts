@@ -54,3 +54,31 @@ export type {
 } from "./relay/types.js";
 export { handleSignals } from "./worker/signals.js";
 export type { SignalOptions } from "./worker/signals.js";
+export { natsBridge } from "./bridges/nats-bridge.js";
+export type { NatsBridgeOptions } from "./bridges/nats-bridge.js";
+export { rabbitBridge } from "./bridges/rabbit-bridge.js";
+export type { RabbitBridgeOptions } from "./bridges/rabbit-bridge.js";
+export { BridgeRefusal } from "./bridges/bridge.js";
+export type {
+  Bridge,
+  BridgeEnvelope,
+  BridgeMessage,
+  BridgeOptions,
+  BridgeTransport,
+} from "./bridges/bridge.js";
+export type { BridgeStats } from "./bridges/bridge-metrics.js";
+export { applyInbound } from "./bridges/inbound.js";
+export type {
+  InboundAction,
+  InboundConsumer,
+  InboundHandler,
+  InboundMessage,
+  InboundOutcome,
+  InboundStats,
+} from "./bridges/inbound.js";
+export { natsInbound } from "./bridges/nats-inbound.js";
+export type { NatsInboundOptions } from "./bridges/nats-inbound.js";
+export { rabbitInbound } from "./bridges/rabbit-inbound.js";
+export type { RabbitInboundOptions } from "./bridges/rabbit-inbound.js";
+export { processOnce } from "./bridges/process-once.js";
+export type { ProcessOnceOptions } from "./bridges/process-once.js";

@@ -13,6 +13,7 @@ import { cancelCommand, migrateCommand, retryCommand } from "./commands/operate.
 import { collect, listCommand, showCommand } from "./commands/read.js";
 import { resetCommand } from "./commands/reset.js";
 import { workerCommand } from "./commands/worker.js";
+import { addBridgeCommand } from "./commands/bridge.js";
 
 // Two levels up from both src/cli/ and dist/cli/.
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -152,6 +153,7 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .action(run((cli, o: Parameters<typeof healthCommand>[1]) => healthCommand(cli, o)));
 
   addDashboardCommand(program, run);
+  addBridgeCommand(program, run);
 
   program
     .command("reset")

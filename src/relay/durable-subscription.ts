@@ -35,6 +35,14 @@ interface Counters {
   batchEvents: number;
 }
 
+/**
+ * A consumer that takes a whole page at once (a bridge to a broker): the events in per-saga `seq` order; the
+ * cursor moves past the page only once it resolves. It throws to have the whole page read again later, and
+ * returns the ids of the events it can never deliver (with why): those become dead letters.
+ * @internal
+ */
+export type BatchHandler = (events: readonly SagaEvent[]) => Promise<ReadonlyMap<number, unknown>>;
+
 // Rows scanned per page, as a multiple of batchSize, so a selective filter still moves the cursor along.
 const SCAN_FACTOR = 4;
 const MAX_BACKOFF_MS = 5_000;
@@ -49,6 +57,7 @@ export function startDurable(
   logger: Logger,
   options: ResolvedSubscribe & { durable: string },
   handler: EventHandler,
+  onBatch?: BatchHandler,
 ): DurableSubscription {
   const name = options.durable;
   const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -126,6 +135,14 @@ export function startDurable(
     return { ok: false, error: lastError, attempts: options.retry.maxAttempts };
   }
 
+  /** A batch handler's verdict on one event, as deliver() gives it. */
+  function settled(refused: ReadonlyMap<number, unknown>, id: number) {
+    if (!refused.has(id)) counters.delivered++;
+    return refused.has(id)
+      ? { ok: false as const, error: refused.get(id), attempts: 1 }
+      : { ok: true as const };
+  }
+
   // One cursor commit per page bounds the drain rate; a crash redelivers at most one page. So a page starts
   // small and doubles while each comes back full (a backlog), up to maxBatchSize; it is small again once caught up.
   let size = options.batchSize;
@@ -156,8 +173,9 @@ export function startDurable(
     }
     let handled = 0;
     const events = page.rows.filter((r) => r.matches).map(eventFromRow);
+    const refused = onBatch && events.length > 0 ? await onBatch(events) : null;
     for (const event of events) {
-      const outcome = await deliver(event, mine);
+      const outcome = refused ? settled(refused, event.id) : await deliver(event, mine);
       if (outcome === null) return false;
       if (!outcome.ok) {
         await insertDeadLetter(pool, {

@@ -6,7 +6,7 @@ import { listDeadLetters, queueRedrive } from "../sql/outbox-dead-letters.js";
 import { insertAppEvents } from "../sql/outbox-insert.js";
 import { cursorLag } from "../sql/outbox-read.js";
 import { type Channel, openChannel } from "./channel.js";
-import { type DurableSubscription, startDurable } from "./durable-subscription.js";
+import { type BatchHandler, type DurableSubscription, startDurable } from "./durable-subscription.js";
 import { type EphemeralSubscription, startEphemeral } from "./ephemeral-subscription.js";
 import { deadLetterFromRow, isEventMessage } from "./events.js";
 import { resolveSubscribe } from "./options.js";
@@ -27,7 +27,13 @@ export const REDRIVE_CHANNEL = "saga_redrive";
 
 /** The subscription half of the engine: what `engine.subscribe/publish/deadLetters/redrive` delegate to. */
 export interface EventBus {
-  subscribe(filter: EventFilter, handler: EventHandler, options?: SubscribeOptions): Subscription;
+  /** `onBatch` (internal, durable only): the whole batch goes to it; `handler` then only serves redrives. */
+  subscribe(
+    filter: EventFilter,
+    handler: EventHandler,
+    options?: SubscribeOptions,
+    onBatch?: BatchHandler,
+  ): Subscription;
   publish(events: AppEvent | readonly AppEvent[], options?: { client?: unknown }): Promise<{ ids: number[] }>;
   deadLetters(
     subscription: string,
@@ -90,14 +96,14 @@ export function createEventBus(pool: pg.Pool, logger: Logger, maxPayloadBytes: n
   };
 
   return {
-    subscribe(filter, handler, options = {}) {
+    subscribe(filter, handler, options = {}, onBatch) {
       if (typeof handler !== "function")
         throw new SagaError("INVALID_OPTIONS", "subscribe: handler must be a function");
       const resolved = resolveSubscribe(filter, options);
       const c = listening();
       if (resolved.durable !== null) {
         return track(
-          startDurable(pool, logger, { ...resolved, durable: resolved.durable }, handler),
+          startDurable(pool, logger, { ...resolved, durable: resolved.durable }, handler, onBatch),
           durables,
         );
       }

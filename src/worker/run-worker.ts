@@ -18,6 +18,7 @@ import {
 import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
+import type { Bridge } from "../bridges/bridge.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
 import { AbortError } from "./call-handler.js";
 import { abortInterrupted, listenForControl, runningSagas } from "./control.js";
@@ -58,6 +59,13 @@ export interface WorkerOptions {
    * (`ended` resolves with a SCHEMA_NEWER error). Default 10000.
    */
   schemaCheckInterval?: number;
+  /**
+   * Bridges from the outbox to brokers, each a durable subscription (one active per name across workers).
+   *
+   * @example
+   * await engine.runWorker({ bridges: [natsBridge({ servers: "nats://127.0.0.1:4222" })] });
+   */
+  bridges?: readonly Bridge[];
 }
 
 /** A running worker process's handle. */
