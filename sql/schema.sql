@@ -121,7 +121,9 @@ CREATE TABLE saga.outbox (
 CREATE FUNCTION saga._event_message(o saga.outbox) RETURNS text
     LANGUAGE sql STABLE
     AS $$
-  select case when octet_length(m::text) < 8000 then m::text
+  select case when current_setting('saga.relay_notify', true) is distinct from 'full'
+              then jsonb_build_object('id', o.id, 'sagaId', o.saga_id, 'seq', o.seq, 'type', o.type)::text
+              when octet_length(m::text) < 8000 then m::text
               else (m - 'payload' || '{"truncated": true}'::jsonb)::text end
   from (select jsonb_build_object('id', o.id, 'sagaId', o.saga_id, 'seq', o.seq, 'type', o.type, 'step', o.step,
           'name', o.name, 'key', o.key, 'createdAt', o.created_at, 'payload', o.payload) as m) x

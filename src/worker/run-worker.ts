@@ -18,6 +18,7 @@ import {
 import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
+import { interruptionOf } from "../sql/control-check.js";
 import { AbortError } from "./call-handler.js";
 import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
@@ -217,7 +218,7 @@ export async function startWorker(
   try {
     await observed.listen();
     runner = await startRunner();
-    subscriber = await listenForControl(connection, active, logger);
+    subscriber = await listenForControl(connection, pool, active, logger);
     if (relayOptions) relay = startRelay({ connection, pool, logger, relay: relayOptions, retention });
     // A finished job committed outbox rows: wake the active relay now rather than at its next poll.
     events.on("job:complete", () => relay?.hint());
@@ -361,26 +362,43 @@ export async function startWorker(
   };
 }
 
-/** Cancel and deadline transitions NOTIFY `saga_control`; the worker running that saga's step aborts it. */
+/**
+ * Cancel and deadline transitions NOTIFY `saga_control`; the worker running that saga's step aborts it. The
+ * message is a hint only (any role that can connect may send one): what to do is read from the saga's row.
+ */
 async function listenForControl(
   connection: pg.ClientConfig,
+  pool: pg.Pool,
   active: Map<AbortController, string>,
   logger: Logger,
 ): Promise<Subscriber> {
   const subscriber = createListener(connection, (err) =>
     logger.warn("control listener error", { error: String(err) }),
   );
-  subscriber.notifications.on("saga_control", (message: { id?: string; abort?: string; step?: number }) => {
-    if (!message?.id) return;
-    const code = message.abort === "timeout" ? "SAGA_TIMEOUT" : "SAGA_CANCELLED";
-    for (const [controller, key] of active) {
-      if (key.startsWith(`${message.id}/execute/`))
-        controller.abort(
-          new AbortError(code, `the saga was ${message.abort === "timeout" ? "timed out" : "cancelled"}`),
-        );
+  const abort = async (sagaId: string) => {
+    const prefix = `${sagaId}/execute/`;
+    if (![...active.values()].some((key) => key.startsWith(prefix))) return;
+    const cause = await interruptionOf(pool, sagaId);
+    if (cause === null) {
+      logger.debug("saga_control notification not backed by the saga's row; ignored", { sagaId });
+      return;
     }
+    const code = cause === "timeout" ? "SAGA_TIMEOUT" : "SAGA_CANCELLED";
+    for (const [controller, key] of active) {
+      if (key.startsWith(prefix))
+        controller.abort(new AbortError(code, `the saga was ${cause === "timeout" ? "timed out" : "cancelled"}`));
+    }
+  };
+  subscriber.notifications.on("saga_control", (message: { id?: unknown } | undefined) => {
+    const id = message?.id;
+    if (typeof id !== "string" || !UUID.test(id)) return;
+    abort(id).catch((err: unknown) =>
+      logger.warn("could not read a saga's row for a control notification", { sagaId: id, error: String(err) }),
+    );
   });
   await subscriber.connect();
   await subscriber.listenTo("saga_control");
   return subscriber;
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
