@@ -130,7 +130,8 @@ begin
     raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
   end if;
   v_seq := (v->>'seq')::int + 1;
-  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', current_user, 'reason', p_reason));
+  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', session_user, 'reason', p_reason));
   if v->>'state' = 'failed' then
     select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
     perform saga._apply(p_id,

@@ -12,6 +12,7 @@ import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instan
 import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
 import { type HealthOptions, type HealthReport, checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
+import { cancelBySql, mayWriteSagas, retryBySql } from "./sql/operator-calls.js";
 import { interrupt } from "./worker/decide.js";
 import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
@@ -126,6 +127,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
   };
   const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
+  // saga_app may not write the saga tables: its cancel and retry go through the SQL API (sql/operator.sql).
+  let writer: Promise<boolean> | undefined;
+  const writes = () => (writer ??= mayWriteSagas(pool).catch((err: unknown) => ((writer = undefined), Promise.reject(err))));
 
   async function operate<T>(id: string, fn: (t: Transition, def: AnySaga | undefined) => T): Promise<T> {
     alive();
@@ -215,6 +219,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     },
 
     async cancel(id, reason = "cancelled") {
+      alive();
+      if (UUID.test(id) && !(await writes())) return cancelBySql(pool, id, reason);
       return operate(id, (t, def) => {
         if (TERMINAL_STATES.has(t.saga.state)) {
           throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
@@ -228,6 +234,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     },
 
     async retry(id, who = {}) {
+      alive();
+      if (UUID.test(id) && !(await writes())) return retryBySql(pool, id, who.reason);
       return operate(id, (t) => {
         if (!resume(t, who)) {
           throw new SagaError(

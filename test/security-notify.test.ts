@@ -80,7 +80,13 @@ describe("notifications are hints", () => {
       const forged = [
         { id: 999_999_999, sagaId: real.saga_id, seq: 99, type: "saga.completed", payload: { forged: true } },
         // A real event's id under a forged type: the row says saga.started, so it does not pass the filter.
-        { id: Number(real.id), sagaId: real.saga_id, seq: 1, type: "saga.completed", payload: { forged: true } },
+        {
+          id: Number(real.id),
+          sagaId: real.saga_id,
+          seq: 1,
+          type: "saga.completed",
+          payload: { forged: true },
+        },
       ];
       for (const message of forged)
         await forger.query("select pg_notify('saga_events', $1)", [JSON.stringify(message)]);

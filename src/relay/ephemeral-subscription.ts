@@ -83,7 +83,8 @@ export function startEphemeral(
     ready,
     offer(message) {
       // The notification carries ids and type only: the saga name is known once the row is read.
-      if (closed || !Number.isSafeInteger(message.id) || !matches({ ...filter, names: null }, message)) return;
+      if (closed || !Number.isSafeInteger(message.id) || !matches({ ...filter, names: null }, message))
+        return;
       queue.push(message);
       draining ??= drain();
     },
