@@ -4,6 +4,7 @@ import { withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
+import { redactingLogger, secretsOf } from "./secrets.js";
 import { migrate } from "./migrate.js";
 import { traceStart } from "./observability/tracing.js";
 import { type SagaInstance, toInstance } from "./instance-view.js";
@@ -110,7 +111,10 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const ownPool = options.pool === undefined;
   const pool =
     options.pool ?? new pg.Pool({ connectionString: config.connectionString, max: config.poolSize });
-  const logger: Logger = options.logger ?? silentLogger;
+  const logger: Logger = redactingLogger(
+    options.logger ?? silentLogger,
+    secretsOf(config.connectionString, options.pool),
+  );
   const onPoolError = (err: Error) =>
     logger.warn("database connection failed", { error: maskConnectionString(err.message) });
   // A connection killed under a checked-out client must not crash the process: the query fails instead.
@@ -129,7 +133,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
   // saga_app may not write the saga tables: its cancel and retry go through the SQL API (sql/operator.sql).
   let writer: Promise<boolean> | undefined;
-  const writes = () => (writer ??= mayWriteSagas(pool).catch((err: unknown) => ((writer = undefined), Promise.reject(err))));
+  const writes = () =>
+    (writer ??= mayWriteSagas(pool).catch((err: unknown) => ((writer = undefined), Promise.reject(err))));
 
   async function operate<T>(id: string, fn: (t: Transition, def: AnySaga | undefined) => T): Promise<T> {
     alive();

@@ -95,7 +95,8 @@ export function toStoredError(err: unknown, retryable: boolean): StoredError {
     const code = typeof raw === "string" ? raw : "STEP_ERROR";
     const stored: StoredError = {
       code,
-      message: err.message.slice(0, MAX_MESSAGE),
+      // A message quoting a connection string keeps its password out of the tables and events.
+      message: maskConnectionString(err.message).slice(0, MAX_MESSAGE),
       type: err.name,
       retryable,
     };
@@ -105,7 +106,12 @@ export function toStoredError(err: unknown, retryable: boolean): StoredError {
   }
   const json = safeJson(err);
   const message = typeof err === "string" ? err : json === undefined ? String(err) : JSON.stringify(json);
-  return { code: "NON_ERROR_THROWN", message: message.slice(0, MAX_MESSAGE), type: typeof err, retryable };
+  return {
+    code: "NON_ERROR_THROWN",
+    message: maskConnectionString(message).slice(0, MAX_MESSAGE),
+    type: typeof err,
+    retryable,
+  };
 }
 
 /** JSON-safe copy: cycles become "[Circular]", bigint becomes a string, functions vanish. */
