@@ -399,7 +399,8 @@ begin
   end if;
   if v.state = 'running' then
     perform graphile_worker.add_job(saga._task(v.name, v.version),
-      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled')), priority => -10);
+      -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), priority => -10);
   end if;
   return v.state;
 end $$;

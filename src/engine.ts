@@ -53,7 +53,8 @@ export interface SagaEngine {
   /** Resolves when the saga reaches a terminal state (or one of `states`); `WAIT_TIMEOUT` after `timeoutMs`. */
   waitFor(id: string, options?: { timeoutMs?: number; states?: SagaState[] }): Promise<SagaInstance>;
   /** A running saga stops and compensates, ending `cancelled`. A second cancel is a no-op. */
-  cancel(id: string, reason?: string): Promise<{ state: SagaState }>;
+  /** `who.by` is recorded in the saga.cancelled event (default: the session's database role). */
+  cancel(id: string, reason?: string, who?: { by?: string }): Promise<{ state: SagaState }>;
   /** `failed` → resumes forward; `compensation_failed` → resumes compensation. */
   retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState }>;
   metrics(options?: { name?: string }): Promise<SagaMetrics>;
@@ -133,6 +134,13 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
   // saga_app may not write the saga tables: its cancel and retry go through the SQL API (sql/operator.sql).
   let writer: Promise<boolean> | undefined;
+  // Audit: an operator action without an explicit `by` is recorded as the session's database role.
+  let sessionRole: Promise<string> | undefined;
+  const sessionUser = () =>
+    (sessionRole ??= pool
+      .query<{ u: string }>("select session_user as u")
+      .then((r) => r.rows[0]!.u)
+      .catch((err: unknown) => ((sessionRole = undefined), Promise.reject(err))));
   const writes = () =>
     (writer ??= mayWriteSagas(pool).catch((err: unknown) => ((writer = undefined), Promise.reject(err))));
 
@@ -223,17 +231,18 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       }
     },
 
-    async cancel(id, reason = "cancelled") {
+    async cancel(id, reason = "cancelled", who = {}) {
       alive();
       if (UUID.test(id) && !(await writes())) return cancelBySql(pool, id, reason);
+      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
       return operate(id, (t, def) => {
         if (TERMINAL_STATES.has(t.saga.state)) {
           throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
         }
         if (t.saga.state !== "running") return { state: t.saga.state };
         // Without the definition here, the worker that has it performs the cancel.
-        if (!def) t.job({ id, cancel: reason });
-        else interrupt(t, def, "cancel", reason);
+        if (!def) t.job({ id, cancel: reason, ...(by === undefined ? {} : { by }) });
+        else interrupt(t, def, "cancel", reason, by);
         return { state: t.saga.state };
       });
     },
@@ -241,8 +250,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     async retry(id, who = {}) {
       alive();
       if (UUID.test(id) && !(await writes())) return retryBySql(pool, id, who.reason);
+      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
       return operate(id, (t) => {
-        if (!resume(t, who)) {
+        if (!resume(t, { ...who, ...(by === undefined ? {} : { by }) })) {
           throw new SagaError(
             "INVALID_STATE",
             `saga ${id} is ${t.saga.state}; only failed and compensation_failed sagas can be retried`,

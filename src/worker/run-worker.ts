@@ -386,14 +386,19 @@ async function listenForControl(
     const code = cause === "timeout" ? "SAGA_TIMEOUT" : "SAGA_CANCELLED";
     for (const [controller, key] of active) {
       if (key.startsWith(prefix))
-        controller.abort(new AbortError(code, `the saga was ${cause === "timeout" ? "timed out" : "cancelled"}`));
+        controller.abort(
+          new AbortError(code, `the saga was ${cause === "timeout" ? "timed out" : "cancelled"}`),
+        );
     }
   };
   subscriber.notifications.on("saga_control", (message: { id?: unknown } | undefined) => {
     const id = message?.id;
     if (typeof id !== "string" || !UUID.test(id)) return;
     abort(id).catch((err: unknown) =>
-      logger.warn("could not read a saga's row for a control notification", { sagaId: id, error: String(err) }),
+      logger.warn("could not read a saga's row for a control notification", {
+        sagaId: id,
+        error: String(err),
+      }),
     );
   });
   await subscriber.connect();

@@ -26,6 +26,8 @@ export interface SagaJobPayload {
   deadline?: boolean;
   validate?: boolean;
   cancel?: string;
+  /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
+  by?: string;
 }
 
 /** What the step loop needs from the worker that runs it. */
@@ -100,6 +102,7 @@ async function runSagaJobOnce(
           def,
           payload.deadline ? "timeout" : "cancel",
           payload.cancel ?? "the saga deadline passed",
+          payload.by,
         );
       },
       undefined,

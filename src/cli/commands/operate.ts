@@ -57,7 +57,7 @@ export async function cancelCommand(
   id: string,
   o: WaitOptions & { reason: string },
 ): Promise<void> {
-  const { state } = await cli.engine().cancel(id, o.reason);
+  const { state } = await cli.engine().cancel(id, o.reason, { by: operator() });
   const result = await settle(cli, id, state, o);
   cli.print(result, () => {
     if (o.wait) return `saga ${id} ended ${paintState(cli.c, result.state)}`;
