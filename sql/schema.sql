@@ -592,7 +592,10 @@ CREATE VIEW saga.events AS
     o.step,
     o.name,
     o.key,
-    o.payload,
+        CASE
+            WHEN ((jsonb_typeof(o.payload) = 'object'::text) AND (o.payload ? '$encrypted'::text)) THEN jsonb_build_object('$encrypted', (o.payload -> '$encrypted'::text))
+            ELSE o.payload
+        END AS payload,
     o.created_at
    FROM saga.outbox o;
 

@@ -5,6 +5,7 @@ import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { redactingLogger, secretsOf } from "./secrets.js";
+import { decodeRow, decodeStep, encodeInput } from "./codec/rows.js";
 import { migrate } from "./migrate.js";
 import { traceStart } from "./observability/tracing.js";
 import { type SagaInstance, toInstance } from "./instance-view.js";
@@ -124,7 +125,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   guard(pool);
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
-  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
+  const codec = config.codec;
+  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes, codec);
   const wakeups = new Wakeups(pool, logger);
   let closed = false;
 
@@ -151,7 +153,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     return withTransaction(pool, async (db) => {
       const saga = await lockInstance(db, id);
       if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
-      const t = new Transition(saga);
+      const t = new Transition(saga, codec);
       const result = fn(t, definitionOf(saga.name, saga.version));
       await t.flush(db);
       return result;
@@ -181,7 +183,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const db: Executor = own ? pool : toExecutor(startOptions.client);
       // The saga.start span's traceparent is stored: every step span of the saga becomes its child.
       const started = await traceStart(def.name, args.traceContext, (traceContext) =>
-        startSaga(db, { ...args, traceContext }),
+        startSaga(db, { ...args, input: encodeInput(codec, args.input), traceContext }),
       );
       if (started.created) {
         if (own) wakeups.committed();
@@ -194,7 +196,13 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       alive();
       if (!UUID.test(id)) return null;
       const row = await getSaga(pool, id);
-      return row ? toInstance(row, row.steps, definitionOf(row.name, row.version)) : null;
+      return row
+        ? toInstance(
+            decodeRow(codec, row),
+            row.steps.map((s) => decodeStep(codec, s)),
+            definitionOf(row.name, row.version),
+          )
+        : null;
     },
 
     async list(listOptions = {}) {
@@ -202,7 +210,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const filter = resolveListOptions(listOptions, decodeCursor);
       const rows = await listSagas(pool, filter);
       const items = rows.map((r) => {
-        const { steps: _steps, ...rest } = toInstance(r, [], undefined);
+        const { steps: _steps, ...rest } = toInstance(decodeRow(codec, r), [], undefined);
         return rest;
       });
       const last = rows[rows.length - 1];
@@ -311,7 +319,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           connection,
           config.sagas,
           logger,
-          { retention: options.retention, ...workerOptions },
+          { retention: options.retention, ...workerOptions, codec },
           () => engine.health(),
         );
         let stopped: Promise<void> | undefined;

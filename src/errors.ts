@@ -19,7 +19,9 @@ export type SagaErrorCode =
   | "MIGRATION_FAILED"
   | "SCHEMA_OUTDATED"
   | "SCHEMA_NEWER"
-  | "DATABASE_ERROR";
+  | "DATABASE_ERROR"
+  | "CODEC_KEY_MISSING"
+  | "CODEC_DECRYPT_FAILED";
 
 /**
  * The one error type the engine throws.

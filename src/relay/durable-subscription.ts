@@ -8,6 +8,7 @@ import { insertDeadLetter, queuedRedrives, settleRedrive } from "../sql/outbox-d
 import { acquireLease, commitCursor, releaseLease, renewLease } from "../sql/outbox-leases.js";
 import { type Cursor, type OutboxRow, cursorLag, readOutbox } from "../sql/outbox-read.js";
 import { deadLetterFromRow, eventFromRow, inSagaOrder } from "./events.js";
+import { type PayloadCodec, encodeValue, plainCodec } from "../codec/codec.js";
 import type { ResolvedSubscribe } from "./options.js";
 import type { EventHandler, SagaEvent, Subscription, SubscriptionMetrics } from "./types.js";
 import { Waker } from "./waker.js";
@@ -44,6 +45,7 @@ export function startDurable(
   logger: Logger,
   options: ResolvedSubscribe & { durable: string },
   handler: EventHandler,
+  codec: PayloadCodec = plainCodec,
 ): DurableSubscription {
   const name = options.durable;
   const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -140,7 +142,7 @@ export function startDurable(
     const scanLimit = size * SCAN_FACTOR;
     const rows = await readOutbox(pool, cursor, options.filter, size, scanLimit);
     if (rows.length === 0) return false;
-    const events = inSagaOrder(rows.filter((r) => r.matches).map(eventFromRow));
+    const events = inSagaOrder(rows.filter((r) => r.matches).map((r) => eventFromRow(r, codec)));
     const handled = new Set<number>();
     for (const event of events) {
       const outcome = await deliver(event, mine);
@@ -149,7 +151,7 @@ export function startDurable(
         await insertDeadLetter(pool, {
           subscription: name,
           eventId: event.id,
-          event: JSON.stringify(event),
+          event: JSON.stringify({ ...event, payload: encodeValue(codec, event.payload) }),
           error: JSON.stringify(toStoredError(outcome.error, false)),
           attempts: outcome.attempts,
         });
@@ -182,7 +184,7 @@ export function startDurable(
     redrivePending = false;
     pollsSinceRedrive = 0;
     for (const row of await queuedRedrives(pool, name, 100)) {
-      const letter = deadLetterFromRow(row);
+      const letter = deadLetterFromRow(row, codec);
       const outcome = await deliver(letter.event, mine);
       if (outcome === null) {
         redrivePending = true;

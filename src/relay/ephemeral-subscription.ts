@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { Logger } from "../logger.js";
 import { readEventsById } from "../sql/outbox-verify.js";
+import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import { type EventMessage, eventFromRow } from "./events.js";
 import { type ResolvedFilter, matches } from "./options.js";
 import type { EventHandler, Subscription, SubscriptionMetrics } from "./types.js";
@@ -28,6 +29,7 @@ export function startEphemeral(
   filter: ResolvedFilter,
   handler: EventHandler,
   ready: Promise<void>,
+  codec: PayloadCodec = plainCodec,
 ): EphemeralSubscription {
   const counters = { delivered: 0, failed: 0, rejected: 0, batches: 0, lagMs: null as number | null };
   let closed = false;
@@ -48,7 +50,7 @@ export function startEphemeral(
         logger.debug("notified event not in saga.outbox; not delivered", { eventId: message.id });
         continue;
       }
-      const event = eventFromRow(row);
+      const event = eventFromRow(row, codec);
       if (!matches(filter, event)) continue;
       try {
         await handler(event);

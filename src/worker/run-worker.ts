@@ -19,6 +19,7 @@ import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
 import { interruptionOf } from "../sql/control-check.js";
+import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import { AbortError } from "./call-handler.js";
 import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
@@ -52,6 +53,8 @@ export interface WorkerOptions {
   relay?: RelayOptions | false;
   /** Retention, run by the active relay; overrides the engine's `retention`. */
   retention?: RetentionOptions | undefined;
+  /** @internal the engine's codec. */
+  codec?: PayloadCodec;
 }
 
 /** A running worker process's handle. */
@@ -139,6 +142,7 @@ export async function startWorker(
       return stopping;
     },
     abortGraceMs: options.abortGrace ?? 5_000,
+    codec: options.codec ?? plainCodec,
     leaseMs: (step: StepDefinition) => (step.timeoutMs ?? 300_000) + deadAfterMs,
     isActive: (sagaId, kind, index) => {
       const key = activeKey(sagaId, kind, index);
@@ -322,11 +326,12 @@ export async function startWorker(
       isActive: env.isActive,
       jobPoolIds: poolIds,
       activeJobIds: () => [...heldJobs],
+      codec: env.codec,
     });
     if (own.steps > 0 || own.jobs > 0)
       logger.info("recovered work this worker lost to a database error", own);
     if (performance.now() - troubleAt < 2 * heartbeatMs) return;
-    const result = await reap(pool, byKey, deadAfterMs);
+    const result = await reap(pool, byKey, deadAfterMs, env.codec);
     stats.reaped += result.steps;
     if (result.steps > 0 || result.workers > 0) logger.info("recovered work of dead workers", result);
   });

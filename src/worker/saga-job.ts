@@ -5,6 +5,7 @@ import type { Executor } from "../executor.js";
 import { type Logger, scopedLogger } from "../logger.js";
 import { isTransientDbError } from "../db.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
+import { type PayloadCodec, decodeValue } from "../codec/codec.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
 import {
   type Claim,
@@ -39,6 +40,8 @@ export interface WorkerEnv extends DecideEnv {
   readonly stopping: boolean;
   /** How long a handler aborted by a cancel or a deadline may take to return (see callHandler). */
   abortGraceMs: number;
+  /** Decodes what transitions read and encodes what they write (plainCodec: none). */
+  codec: PayloadCodec;
   track(sagaId: string, kind: Claim["kind"], index: number, controller: AbortController): () => void;
   /** Local wake-up timers for jobs scheduled later: the database row stays the source of truth. */
   wakeAfter(delaysMs: number[]): void;
@@ -170,7 +173,10 @@ async function runClaim(
     const data =
       claim.kind === "execute"
         ? claim.data
-        : await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded");
+        : decodeValue(
+            env.codec,
+            await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
+          );
     const ctx = context(def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);
