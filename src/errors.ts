@@ -94,7 +94,7 @@ const MAX_MESSAGE = 2_000;
 export function toStoredError(err: unknown, retryable: boolean): StoredError {
   if (err instanceof Error) {
     const raw = (err as Error & { code?: unknown }).code;
-    const code = typeof raw === "string" ? raw : "STEP_ERROR";
+    const code = typeof raw === "string" ? maskConnectionString(raw) : "STEP_ERROR";
     const stored: StoredError = {
       code,
       // A message quoting a connection string keeps its password out of the tables and events.

@@ -36,7 +36,7 @@ const shaky = defineSaga({
   retry: retry.fixed({ maxAttempts: 3, delay: 10 }),
 }).step("call", {
   execute: (data) => {
-    if (failures-- > 0) throw new RetryableError("UPSTREAM", `upstream said no to ${url}`);
+    if (failures-- > 0) throw new RetryableError(`upstream said no to ${url}`, "UPSTREAM");
     return data;
   },
 });
