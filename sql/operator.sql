@@ -120,7 +120,8 @@ begin
     insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
     on conflict (saga_id) do nothing;
     perform graphile_worker.add_job(saga._task(v.name, v.version),
-      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled')), priority => -10);
+      -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), priority => -10);
     perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
@@ -143,7 +144,8 @@ begin
     raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
   end if;
   v_seq := (v->>'seq')::int + 1;
-  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', current_user, 'reason', p_reason));
+  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', session_user, 'reason', p_reason));
   if v->>'state' = 'failed' then
     select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
     perform saga._apply(p_id,

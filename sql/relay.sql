@@ -9,11 +9,15 @@
 insert into saga.subscriptions (name) values ('$relay') on conflict (name) do nothing;
 --> statement-breakpoint
 
--- The message of one event on channel saga_events: the payload only when the whole message fits under the
+-- The message of one event on channel saga_events. Any role that can connect may LISTEN: by default a message
+-- says only which event to read ({id, sagaId, seq, type}); a relay started with notify: "full" sets
+-- saga.relay_notify on its session and sends the whole event, the payload only when the message fits under the
 -- 8000-byte NOTIFY limit, else `truncated: true` (listeners read the payload by id).
 create or replace function saga._event_message(o saga.outbox) returns text
 language sql stable as $$
-  select case when octet_length(m::text) < 8000 then m::text
+  select case when current_setting('saga.relay_notify', true) is distinct from 'full'
+              then jsonb_build_object('id', o.id, 'sagaId', o.saga_id, 'seq', o.seq, 'type', o.type)::text
+              when octet_length(m::text) < 8000 then m::text
               else (m - 'payload' || '{"truncated": true}'::jsonb)::text end
   from (select jsonb_build_object('id', o.id, 'sagaId', o.saga_id, 'seq', o.seq, 'type', o.type, 'step', o.step,
           'name', o.name, 'key', o.key, 'createdAt', o.created_at, 'payload', o.payload) as m) x

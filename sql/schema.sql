@@ -203,11 +203,71 @@ end $$;
 CREATE FUNCTION saga._event_message(o saga.outbox) RETURNS text
     LANGUAGE sql STABLE
     AS $$
-  select case when octet_length(m::text) < 8000 then m::text
+  select case when current_setting('saga.relay_notify', true) is distinct from 'full'
+              then jsonb_build_object('id', o.id, 'sagaId', o.saga_id, 'seq', o.seq, 'type', o.type)::text
+              when octet_length(m::text) < 8000 then m::text
               else (m - 'payload' || '{"truncated": true}'::jsonb)::text end
   from (select jsonb_build_object('id', o.id, 'sagaId', o.saga_id, 'seq', o.seq, 'type', o.type, 'step', o.step,
           'name', o.name, 'key', o.key, 'createdAt', o.created_at, 'payload', o.payload) as m) x
 $$;
+
+CREATE FUNCTION saga._grant_roles() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  f text;
+  t text;
+  worker boolean := exists (select 1 from pg_roles where rolname = 'saga_worker');
+  app boolean := exists (select 1 from pg_roles where rolname = 'saga_app');
+  reader boolean := exists (select 1 from pg_roles where rolname = 'saga_reader');
+  gw boolean := to_regnamespace('graphile_worker') is not null;
+begin
+  -- Definer functions run as their owner: a fixed search_path, so no caller's schema can shadow what they call.
+  foreach f in array array[
+    'saga.start(text, jsonb, jsonb)', 'saga.cancel(uuid, text)', 'saga.retry(uuid, text)',
+    'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean)',
+    'saga._publish(text[], text[], text[])', 'saga._saga_jobs()'] loop
+    execute format('alter function %s security definer set search_path = pg_catalog, pg_temp', f);
+  end loop;
+  -- Nothing of schema saga for PUBLIC: functions are executable by PUBLIC unless revoked.
+  revoke all on all tables in schema saga from public;
+  revoke all on all functions in schema saga from public;
+
+  if worker then
+    grant usage on schema saga to saga_worker;
+    grant select, insert, update, delete on all tables in schema saga to saga_worker;
+    grant usage, select on all sequences in schema saga to saga_worker;
+    grant execute on all functions in schema saga to saga_worker;
+    if gw then
+      grant usage on schema graphile_worker to saga_worker;
+      grant select, insert, update, delete on all tables in schema graphile_worker to saga_worker;
+      grant usage, select on all sequences in schema graphile_worker to saga_worker;
+      grant execute on all functions in schema graphile_worker to saga_worker;
+      -- graphile-worker enables row-level security on its tables without a policy: a role that does not own them
+      -- sees no job at all (its worker starts and never runs one).
+      for t in select c.relname from pg_class c
+               where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
+                 and not exists (select 1 from pg_policies p where p.schemaname = 'graphile_worker'
+                                 and p.tablename = c.relname and p.policyname = 'saga_worker') loop
+        execute format('create policy saga_worker on graphile_worker.%I to saga_worker using (true) with check (true)', t);
+      end loop;
+    end if;
+  end if;
+
+  if app then
+    grant usage on schema saga to saga_app;
+    grant select on all tables in schema saga to saga_app;
+    grant execute on function saga.start(text, jsonb, jsonb), saga.cancel(uuid, text), saga.retry(uuid, text),
+      saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean),
+      saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after() to saga_app;
+  end if;
+
+  if reader then
+    grant usage on schema saga to saga_reader;
+    grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
+    grant execute on function saga._saga_jobs(), saga._stale_after() to saga_reader;
+  end if;
+end $$;
 
 CREATE FUNCTION saga._lock(p_id uuid) RETURNS json
     LANGUAGE plpgsql
@@ -218,6 +278,22 @@ begin
     return null;
   end if;
   return saga._state(p_id);
+end $$;
+
+CREATE FUNCTION saga._publish(p_types text[], p_keys text[], p_payloads text[]) RETURNS SETOF bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  if exists (select 1 from unnest(p_types) t where t like 'saga.%' or t like 'compensation.%') then
+    raise exception 'saga._publish: the types saga.* and compensation.* are the engine''s own' using errcode = 'SG400';
+  end if;
+  return query
+  insert into saga.outbox (type, key, payload)
+  select e.type, e.key, e.payload::jsonb
+  from unnest(p_types, p_keys, p_payloads) with ordinality as e(type, key, payload, n)
+  order by e.n
+  returning id;
 end $$;
 
 CREATE FUNCTION saga._relay_publish(p_name text, p_epoch bigint, p_limit integer, p_lease_ms integer) RETURNS TABLE(published integer, pending boolean)
@@ -301,7 +377,8 @@ begin
 end $$;
 
 CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   return query
@@ -320,7 +397,8 @@ CREATE FUNCTION saga._stale_after() RETURNS interval
 $$;
 
 CREATE FUNCTION saga._start(p_name text, p_version integer, p_input jsonb, p_idempotency_key text, p_metadata jsonb, p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean) RETURNS TABLE(id uuid, created boolean)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_id uuid;
@@ -398,7 +476,8 @@ begin
 end $$;
 
 CREATE FUNCTION saga.cancel(p_id uuid, p_reason text DEFAULT 'cancelled'::text) RETURNS text
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v record;
@@ -414,14 +493,16 @@ begin
     insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
     on conflict (saga_id) do nothing;
     perform graphile_worker.add_job(saga._task(v.name, v.version),
-      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled')), priority => -10);
+      -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), priority => -10);
     perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
 end $$;
 
 CREATE FUNCTION saga.retry(p_id uuid, p_reason text DEFAULT NULL::text) RETURNS text
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v jsonb := saga._lock(p_id)::jsonb;
@@ -434,7 +515,8 @@ begin
     raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
   end if;
   v_seq := (v->>'seq')::int + 1;
-  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', current_user, 'reason', p_reason));
+  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', session_user, 'reason', p_reason));
   if v->>'state' = 'failed' then
     select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
     perform saga._apply(p_id,
@@ -481,7 +563,8 @@ CREATE FUNCTION saga.schema_version() RETURNS jsonb
 $$;
 
 CREATE FUNCTION saga.start(p_name text, p_input jsonb, p_options jsonb DEFAULT '{}'::jsonb) RETURNS uuid
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_options jsonb := coalesce(p_options, '{}'::jsonb);
@@ -629,7 +712,10 @@ CREATE VIEW saga.events AS
     o.step,
     o.name,
     o.key,
-    o.payload,
+        CASE
+            WHEN ((jsonb_typeof(o.payload) = 'object'::text) AND (o.payload ? '$encrypted'::text)) THEN jsonb_build_object('$encrypted', (o.payload -> '$encrypted'::text))
+            ELSE o.payload
+        END AS payload,
     o.created_at
    FROM saga.outbox o;
 

@@ -4,6 +4,8 @@ import { sqlState, withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
+import { redactingLogger, secretsOf } from "./secrets.js";
+import { decodeRow, decodeStep, encodeInput } from "./codec/rows.js";
 import { migrate } from "./migrate.js";
 import { assertSchemaCurrent, watchSchema } from "./schema-check.js";
 import { trackClients } from "./pool-end.js";
@@ -14,7 +16,7 @@ import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instan
 import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
 import { type HealthOptions, type HealthReport, checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
-import { requestCancel } from "./sql/cancel-requests.js";
+import { cancelBySql, mayWriteSagas, retryBySql } from "./sql/operator-calls.js";
 import { interrupt } from "./worker/decide.js";
 import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
@@ -60,7 +62,8 @@ export interface SagaEngine {
   /** Resolves when the saga reaches a terminal state (or one of `states`); `WAIT_TIMEOUT` after `timeoutMs`. */
   waitFor(id: string, options?: { timeoutMs?: number; states?: SagaState[] }): Promise<SagaInstance>;
   /** A running saga stops and compensates, ending `cancelled`. A second cancel is a no-op. */
-  cancel(id: string, reason?: string): Promise<{ state: SagaState }>;
+  /** `who.by` is recorded in the saga.cancelled event (default: the session's database role). */
+  cancel(id: string, reason?: string, who?: { by?: string }): Promise<{ state: SagaState }>;
   /** `failed` → resumes forward; `compensation_failed` → resumes compensation. */
   retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState }>;
   metrics(options?: { name?: string }): Promise<SagaMetrics>;
@@ -128,7 +131,10 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const ownPool = options.pool === undefined;
   const pool =
     options.pool ?? new pg.Pool({ connectionString: config.connectionString, max: config.poolSize });
-  const logger: Logger = options.logger ?? silentLogger;
+  const logger: Logger = redactingLogger(
+    options.logger ?? silentLogger,
+    secretsOf(config.connectionString, options.pool),
+  );
   let closed = false;
   // After close() a connection that the server ends is expected (a stop, a DROP DATABASE … WITH (FORCE)).
   const onPoolError = (err: Error) => {
@@ -147,13 +153,25 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   if (!ownPool) pool.on("error", onPoolError).on("connect", onConnect);
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
-  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
+  const codec = config.codec;
+  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes, codec);
   const wakeups = new Wakeups(pool, logger);
 
   const alive = () => {
     if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
   };
   const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
+  // saga_app may not write the saga tables: its cancel and retry go through the SQL API (sql/operator.sql).
+  let writer: Promise<boolean> | undefined;
+  // Audit: an operator action without an explicit `by` is recorded as the session's database role.
+  let sessionRole: Promise<string> | undefined;
+  const sessionUser = () =>
+    (sessionRole ??= pool
+      .query<{ u: string }>("select session_user as u")
+      .then((r) => r.rows[0]!.u)
+      .catch((err: unknown) => ((sessionRole = undefined), Promise.reject(err))));
+  const writes = () =>
+    (writer ??= mayWriteSagas(pool).catch((err: unknown) => ((writer = undefined), Promise.reject(err))));
 
   async function operate<T>(
     id: string,
@@ -170,7 +188,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           throw sqlState(err) === "55P03" ? new RowLocked() : err;
         });
         if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
-        const t = new Transition(saga);
+        const t = new Transition(saga, codec);
         const result = fn(t, definitionOf(saga.name, saga.version));
         await t.flush(db);
         return result;
@@ -203,7 +221,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const db: Executor = own ? pool : toExecutor(startOptions.client);
       // The saga.start span's traceparent is stored: every step span of the saga becomes its child.
       const started = await traceStart(def.name, args.traceContext, (traceContext) =>
-        startSaga(db, { ...args, traceContext }),
+        startSaga(db, { ...args, input: encodeInput(codec, args.input), traceContext }),
       );
       if (started.created) {
         if (own) wakeups.committed();
@@ -216,7 +234,13 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       alive();
       if (!UUID.test(id)) return null;
       const row = await getSaga(pool, id);
-      return row ? toInstance(row, row.steps, definitionOf(row.name, row.version)) : null;
+      return row
+        ? toInstance(
+            decodeRow(codec, row),
+            row.steps.map((s) => decodeStep(codec, s)),
+            definitionOf(row.name, row.version),
+          )
+        : null;
     },
 
     async list(listOptions = {}) {
@@ -224,7 +248,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const filter = resolveListOptions(listOptions, decodeCursor);
       const rows = await listSagas(pool, filter);
       const items = rows.map((r) => {
-        const { steps: _steps, ...rest } = toInstance(r, [], undefined);
+        const { steps: _steps, ...rest } = toInstance(decodeRow(codec, r), [], undefined);
         return rest;
       });
       const last = rows[rows.length - 1];
@@ -253,16 +277,19 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       }
     },
 
-    async cancel(id, reason = "cancelled") {
+    async cancel(id, reason = "cancelled", who = {}) {
+      alive();
       checkReason(reason);
+      if (UUID.test(id) && !(await writes())) return cancelBySql(pool, id, reason);
+      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
       const cancel = (t: Transition, def: AnySaga | undefined) => {
         if (TERMINAL_STATES.has(t.saga.state)) {
           throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
         }
         if (t.saga.state !== "running") return { state: t.saga.state };
         // Without the definition here, the worker that has it performs the cancel.
-        if (!def) t.job({ id, cancel: reason });
-        else interrupt(t, def, "cancel", reason);
+        if (!def) t.job({ id, cancel: reason, ...(by === undefined ? {} : { by }) });
+        else interrupt(t, def, "cancel", reason, by);
         return { state: t.saga.state };
       };
       try {
@@ -271,15 +298,18 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         if (!(err instanceof RowLocked)) throw err;
         // A transactional step holds the row while its handler runs: the request is read by its worker,
         // which aborts it (saga.cancel, sql/operator.sql).
-        return { state: (await requestCancel(pool, id, reason)) as SagaState };
+        return cancelBySql(pool, id, reason);
       }
     },
 
     async retry(id, who = {}) {
+      alive();
       if (who.by !== undefined) checkReason(who.by, "retry: by");
       if (who.reason !== undefined) checkReason(who.reason, "retry: reason");
+      if (UUID.test(id) && !(await writes())) return retryBySql(pool, id, who.reason);
+      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
       return operate(id, (t) => {
-        if (!resume(t, who)) {
+        if (!resume(t, { ...who, ...(by === undefined ? {} : { by }) })) {
           throw new SagaError(
             "INVALID_STATE",
             `saga ${id} is ${t.saga.state}; only failed and compensation_failed sagas can be retried`,
@@ -345,7 +375,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           connection,
           config.sagas,
           logger,
-          { retention: options.retention, ...workerOptions },
+          { retention: options.retention, ...workerOptions, codec },
           () => engine.health(),
         );
         let stopped: Promise<void> | undefined;

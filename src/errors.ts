@@ -22,7 +22,9 @@ export type SagaErrorCode =
   | "SCHEMA_OUTDATED"
   | "SCHEMA_NEWER"
   | "DATABASE_ERROR"
-  | "BRIDGE_DEPENDENCY_MISSING";
+  | "BRIDGE_DEPENDENCY_MISSING"
+  | "CODEC_KEY_MISSING"
+  | "CODEC_DECRYPT_FAILED";
 
 /**
  * The one error type the engine throws.
@@ -121,11 +123,12 @@ export function toStoredError(err: unknown, retryable: boolean): StoredError {
 function readError(err: unknown, retryable: boolean): StoredError {
   if (err instanceof Error) {
     const raw = (err as Error & { code?: unknown }).code;
-    const code = typeof raw === "string" ? clip(raw, MAX_CODE) : "STEP_ERROR";
+    const code = typeof raw === "string" ? clip(maskConnectionString(raw), MAX_CODE) : "STEP_ERROR";
     const message = err.message as unknown;
     const stored: StoredError = {
       code,
-      message: clip(typeof message === "string" ? message : String(safeJson(message)), MAX_MESSAGE),
+      // A message quoting a connection string keeps its password out of the tables and events.
+      message: clip(maskConnectionString(typeof message === "string" ? message : String(safeJson(message))), MAX_MESSAGE),
       type: clip(String(err.name), MAX_CODE),
       retryable,
     };
@@ -135,7 +138,12 @@ function readError(err: unknown, retryable: boolean): StoredError {
   }
   const json = safeJson(err);
   const message = typeof err === "string" ? err : json === undefined ? String(err) : JSON.stringify(json);
-  return { code: "NON_ERROR_THROWN", message: clip(message, MAX_MESSAGE), type: typeof err, retryable };
+  return {
+    code: "NON_ERROR_THROWN",
+    message: clip(maskConnectionString(message), MAX_MESSAGE),
+    type: typeof err,
+    retryable,
+  };
 }
 
 /** The first `max` UTF-16 units, without cutting a surrogate pair in two. */

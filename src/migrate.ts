@@ -88,6 +88,8 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
         throw err;
       }
       await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
+      // After graphile-worker's tables exist (sql/security.sql): the group roles' grants and policies.
+      await grantRoles(client);
     } finally {
       await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
     }
@@ -95,6 +97,19 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
     client.release();
   }
   return result;
+}
+
+async function grantRoles(client: pg.PoolClient): Promise<void> {
+  try {
+    await client.query("select saga._grant_roles()");
+  } catch (err) {
+    throw new SagaError(
+      "MIGRATION_FAILED",
+      `pg-saga could not grant its roles (saga_app, saga_worker, saga_reader): ${(err as Error).message}; ` +
+        "run migrate as the role that owns schemas saga and graphile_worker",
+      { cause: err, details: { source: "sql/security.sql", code: (err as { code?: unknown }).code } },
+    );
+  }
 }
 
 /** Code older than the database would put back functions the newer tables no longer match. */

@@ -113,7 +113,13 @@ export async function planMigration(
     files: files.flatMap((f) => {
       const was = checksums.get(f.name);
       const reason: RepeatableReason | null =
-        was === undefined ? "new" : was !== f.checksum ? "changed" : tables.length > 0 ? "tables changed" : null;
+        was === undefined
+          ? "new"
+          : was !== f.checksum
+            ? "changed"
+            : tables.length > 0
+              ? "tables changed"
+              : null;
       return reason ? [{ ...f, reason }] : [];
     }),
     forgotten: [...checksums.keys()].filter((name) => !names.has(name)),

@@ -4,6 +4,7 @@ import type { AnySaga } from "./definition.js";
 import { SagaError } from "./errors.js";
 import { isStorableString, toJsonb } from "./jsonb.js";
 import type { Logger } from "./logger.js";
+import { type PayloadCodec, plainCodec } from "./codec/codec.js";
 import type { RetentionOptions } from "./relay/types.js";
 import { parseTraceparent } from "./observability/tracing.js";
 import type { InstanceRow, ListFilter } from "./sql/read-sagas.js";
@@ -21,6 +22,14 @@ export interface EngineOptions {
   poolSize?: number;
   /** What this engine's workers delete from the outbox and saga tables (see RetentionOptions). */
   retention?: RetentionOptions | undefined;
+  /**
+   * Encrypts inputs, step outputs, results, error details and event payloads before they are written (see
+   * docs/security.md). Every engine and worker of a database needs the same keys.
+   *
+   * @example
+   * createSagaEngine({ connectionString, sagas, codec: aes256gcm({ keys: { k1: process.env.SAGA_KEY! }, current: "k1" }) });
+   */
+  codec?: PayloadCodec | undefined;
 }
 
 /** Options of `engine.start()`. */
@@ -51,6 +60,16 @@ const engineSchema = z.strictObject({
   maxPayloadBytes: z.number().int().positive().default(1_048_576),
   poolSize: z.number().int().positive().default(10),
   retention: z.unknown().optional(),
+  codec: z
+    .custom<PayloadCodec>(
+      (v) =>
+        typeof v === "object" &&
+        v !== null &&
+        typeof (v as PayloadCodec).encode === "function" &&
+        typeof (v as PayloadCodec).decode === "function",
+      "codec must have encode(value) and decode(stored)",
+    )
+    .optional(),
 });
 
 export interface ResolvedEngineOptions {
@@ -58,6 +77,8 @@ export interface ResolvedEngineOptions {
   readonly sagas: readonly AnySaga[];
   readonly maxPayloadBytes: number;
   readonly poolSize: number;
+  /** `plainCodec` when none was given. */
+  readonly codec: PayloadCodec;
 }
 
 export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOptions {
@@ -76,6 +97,7 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     sagas: Object.freeze([...options.sagas]),
     maxPayloadBytes: parsed.data.maxPayloadBytes,
     poolSize: parsed.data.poolSize,
+    codec: options.codec ?? plainCodec,
   });
 }
 

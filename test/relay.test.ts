@@ -244,7 +244,7 @@ describe("outbox relay", () => {
     }
   });
 
-  it("sends a payload only when the message fits under 8000 bytes; listeners read it by id otherwise", async () => {
+  it('notify: "full" sends a payload only when the message fits under 8000 bytes; listeners read it by id otherwise', async () => {
     const raw = await rawListener(db.url);
     const big = { blob: "x".repeat(20_000) };
     const small = { blob: "y".repeat(7_000) };
@@ -253,7 +253,7 @@ describe("outbox relay", () => {
     const filter = { types: ["size.big", "size.small"] };
     const a = engine.subscribe(filter, (e) => void live.push(e));
     const b = engine.subscribe(filter, (e) => void durable.push(e), { durable: "size", pollInterval: 50 });
-    const relay = testRelay(db.url, db.pool);
+    const relay = testRelay(db.url, db.pool, { notify: "full" });
     try {
       await Promise.all([a.ready, b.ready]);
       const { ids } = await engine.publish([

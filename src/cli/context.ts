@@ -1,4 +1,5 @@
 /** What every command shares: the connection, the engine, output (human or --json), colour and the logger. */
+import { codecFromEnv } from "./codec-from-env.js";
 import pino, { type Logger as PinoLogger } from "pino";
 import { type AnySaga } from "../definition.js";
 import { type SagaEngine, createSagaEngine } from "../engine.js";
@@ -92,6 +93,7 @@ export class Cli {
       sagas,
       poolSize: 3,
       logger: this.logger(),
+      codec: codecFromEnv(),
     });
     return this.opened;
   }

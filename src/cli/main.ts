@@ -14,6 +14,7 @@ import { collect, listCommand, showCommand } from "./commands/read.js";
 import { resetCommand } from "./commands/reset.js";
 import { workerCommand } from "./commands/worker.js";
 import { addBridgeCommand } from "./commands/bridge.js";
+import { reencryptCommand } from "./commands/reencrypt.js";
 
 // Two levels up from both src/cli/ and dist/cli/.
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -133,6 +134,14 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .description("counts by state, steps, retries and durations, per saga name")
     .option("--name <name>", "one saga name")
     .action(run((cli, o: { name?: string }) => statsCommand(cli, o)));
+
+  program
+    .command("reencrypt")
+    .description(
+      "rewrite values encrypted under an old key with the current one (keys: PG_SAGA_KEYS, PG_SAGA_KEY)",
+    )
+    .option("--batch-size <n>", "values read per query", "500")
+    .action(run((cli, o: { batchSize: string }) => reencryptCommand(cli, o)));
 
   program
     .command("stuck")

@@ -8,6 +8,7 @@ import { insertDeadLetter, queuedRedrives, settleRedrive } from "../sql/outbox-d
 import { acquireLease, commitCursor, releaseLease, renewLease } from "../sql/outbox-leases.js";
 import { type Cursor, cursorLag, readPage } from "../sql/outbox-read.js";
 import { deadLetterFromRow, eventFromRow } from "./events.js";
+import { type PayloadCodec, encodeValue, plainCodec } from "../codec/codec.js";
 import type { ResolvedSubscribe } from "./options.js";
 import type { EventHandler, SagaEvent, Subscription, SubscriptionMetrics } from "./types.js";
 import { Waker } from "./waker.js";
@@ -57,6 +58,7 @@ export function startDurable(
   logger: Logger,
   options: ResolvedSubscribe & { durable: string },
   handler: EventHandler,
+  codec: PayloadCodec = plainCodec,
   onBatch?: BatchHandler,
 ): DurableSubscription {
   const name = options.durable;
@@ -172,7 +174,7 @@ export function startDurable(
       return (await store(mine, done)) && finished;
     }
     let handled = 0;
-    const events = page.rows.filter((r) => r.matches).map(eventFromRow);
+    const events = page.rows.filter((r) => r.matches).map((r) => eventFromRow(r, codec));
     const refused = onBatch && events.length > 0 ? await onBatch(events) : null;
     for (const event of events) {
       const outcome = refused ? settled(refused, event.id) : await deliver(event, mine);
@@ -181,7 +183,7 @@ export function startDurable(
         await insertDeadLetter(pool, {
           subscription: name,
           eventId: event.id,
-          event: JSON.stringify(event),
+          event: JSON.stringify({ ...event, payload: encodeValue(codec, event.payload) }),
           error: JSON.stringify(toStoredError(outcome.error, false)),
           attempts: outcome.attempts,
         });
@@ -218,7 +220,7 @@ export function startDurable(
     redrivePending = false;
     pollsSinceRedrive = 0;
     for (const row of await queuedRedrives(pool, name, 100)) {
-      const letter = deadLetterFromRow(row);
+      const letter = deadLetterFromRow(row, codec);
       const outcome = await deliver(letter.event, mine);
       if (outcome === null) {
         redrivePending = true;

@@ -9,6 +9,7 @@ import { type Channel, openChannel } from "./channel.js";
 import { type BatchHandler, type DurableSubscription, startDurable } from "./durable-subscription.js";
 import { type EphemeralSubscription, startEphemeral } from "./ephemeral-subscription.js";
 import { deadLetterFromRow, isEventMessage } from "./events.js";
+import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import { resolveSubscribe } from "./options.js";
 import { checkAppEvents } from "./publish-check.js";
 import { EVENTS_CHANNEL, HINT_CHANNEL } from "./relay.js";
@@ -52,7 +53,12 @@ export interface EventBus {
  * const bus = createEventBus(pool, logger, 1_048_576);
  * const sub = bus.subscribe({ types: ["saga.completed"] }, async (e) => billing.invoice(e.sagaId), { durable: "billing" });
  */
-export function createEventBus(pool: pg.Pool, logger: Logger, maxPayloadBytes: number): EventBus {
+export function createEventBus(
+  pool: pg.Pool,
+  logger: Logger,
+  maxPayloadBytes: number,
+  codec: PayloadCodec = plainCodec,
+): EventBus {
   const durables = new Set<DurableSubscription>();
   const ephemerals = new Set<EphemeralSubscription>();
   const closing = new Set<Promise<void>>();
@@ -103,15 +109,19 @@ export function createEventBus(pool: pg.Pool, logger: Logger, maxPayloadBytes: n
       const c = listening();
       if (resolved.durable !== null) {
         return track(
-          startDurable(pool, logger, { ...resolved, durable: resolved.durable }, handler, onBatch),
+          startDurable(pool, logger, { ...resolved, durable: resolved.durable }, handler, codec, onBatch),
           durables,
         );
       }
-      return track(startEphemeral(pool, logger, resolved.filter, handler, c.ready), ephemerals);
+      return track(startEphemeral(pool, logger, resolved.filter, handler, c.ready, codec), ephemerals);
     },
 
     async publish(events, options = {}) {
-      const rows = checkAppEvents(events, maxPayloadBytes);
+      const rows = checkAppEvents(events, maxPayloadBytes).map((r) =>
+        codec === plainCodec
+          ? r
+          : { ...r, payload: JSON.stringify(codec.encode(JSON.parse(r.payload) as unknown)) },
+      );
       const db: Executor = options.client === undefined ? pool : toExecutor(options.client);
       const ids = await insertAppEvents(db, rows);
       // Committed already (no caller transaction): wake the relay now rather than at its next poll.
@@ -131,7 +141,7 @@ export function createEventBus(pool: pg.Pool, logger: Logger, maxPayloadBytes: n
       if (!Number.isInteger(limit) || limit < 1)
         throw new SagaError("INVALID_OPTIONS", "deadLetters: limit must be a positive integer");
       const rows = await listDeadLetters(pool, subscription, options.includeDelivered ?? false, limit);
-      return rows.map(deadLetterFromRow);
+      return rows.map((r) => deadLetterFromRow(r, codec));
     },
 
     async redrive(target) {

@@ -1,9 +1,10 @@
+import { type PayloadCodec, decodeValue, plainCodec } from "../codec/codec.js";
 import type { DeadLetterRow } from "../sql/outbox-dead-letters.js";
 import type { OutboxRow } from "../sql/outbox-read.js";
 import type { DeadLetter, SagaEvent } from "./types.js";
 
 /** The event a handler receives, from an outbox row. */
-export function eventFromRow(row: OutboxRow): SagaEvent {
+export function eventFromRow(row: OutboxRow, codec: PayloadCodec = plainCodec): SagaEvent {
   return {
     id: Number(row.id),
     sagaId: row.saga_id,
@@ -12,7 +13,7 @@ export function eventFromRow(row: OutboxRow): SagaEvent {
     step: row.step,
     name: row.name,
     key: row.key,
-    payload: row.payload,
+    payload: decodeValue(codec, row.payload),
     createdAt: row.created_at,
   };
 }
@@ -51,19 +52,20 @@ export function eventFromMessage(m: EventMessage, payload: unknown): SagaEvent {
 }
 
 /** A stored event (dead letter) back into its live shape. */
-function eventFromJson(json: Record<string, unknown>): SagaEvent {
+function eventFromJson(json: Record<string, unknown>, codec: PayloadCodec): SagaEvent {
   return {
     ...(json as unknown as SagaEvent),
+    payload: decodeValue(codec, json.payload),
     createdAt: new Date(json.createdAt as string),
   };
 }
 
-export function deadLetterFromRow(row: DeadLetterRow): DeadLetter {
+export function deadLetterFromRow(row: DeadLetterRow, codec: PayloadCodec = plainCodec): DeadLetter {
   return {
     id: Number(row.id),
     subscription: row.subscription,
     eventId: Number(row.event_id),
-    event: eventFromJson(row.event),
+    event: eventFromJson(row.event, codec),
     error: row.error,
     attempts: row.attempts,
     createdAt: row.created_at,

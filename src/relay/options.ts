@@ -26,6 +26,7 @@ export interface ResolvedRelay {
   readonly batchSize: number;
   readonly pollMs: number;
   readonly leaseMs: number;
+  readonly notify: "ids" | "full";
 }
 
 export interface ResolvedRetention {
@@ -117,6 +118,11 @@ export function resolveSubscribe(filter: EventFilter, options: SubscribeOptions)
   });
 }
 
+function notifyMode(v: unknown): "ids" | "full" {
+  if (v === undefined || v === "ids" || v === "full") return v ?? "ids";
+  throw new SagaError("INVALID_OPTIONS", `relay.notify must be "ids" or "full", got ${JSON.stringify(v)}`);
+}
+
 export function resolveRelay(o: RelayOptions = {}): ResolvedRelay {
   return Object.freeze({
     batchSize: positiveInt(o.batchSize, "relay.batchSize", DEFAULTS.relayBatchSize, 10_000),
@@ -125,6 +131,7 @@ export function resolveRelay(o: RelayOptions = {}): ResolvedRelay {
       o.pollInterval === undefined ? DEFAULTS.relayPollMs : duration(o.pollInterval, "relay.pollInterval"),
     ),
     leaseMs: Math.max(50, o.lease === undefined ? DEFAULTS.relayLeaseMs : duration(o.lease, "relay.lease")),
+    notify: notifyMode(o.notify),
   });
 }
 

@@ -114,6 +114,8 @@ export function startRelay(config: RelayConfig): Relay {
     const c = new pg.Client({ ...config.connection, application_name: "pg-saga relay" });
     c.on("error", (err) => logger.warn("relay connection failed", { error: String(err) }));
     await c.connect();
+    // Read by saga._event_message (sql/relay.sql) for this session's notifications.
+    if (options.notify === "full") await c.query("select set_config('saga.relay_notify', 'full', false)");
     client = c;
     return c;
   }

@@ -73,6 +73,8 @@ export interface SubscriptionMetrics {
   lagMs: number | null;
   /** Durable: whether this process holds the lease (consumes) rather than standing by. */
   active: boolean;
+  /** Ephemeral: notifications dropped because saga.outbox has no such event (forged, or already removed). */
+  rejected?: number;
 }
 
 /** A running subscription. */
@@ -111,6 +113,12 @@ export interface DeadLetter {
 
 /** The relay that runs inside every worker (one active per database). `false` turns it off. */
 export interface RelayOptions {
+  /**
+   * What each notification on `saga_events` carries. `"ids"` (default): `{ id, sagaId, seq, type }` only, so a
+   * role that can merely connect and LISTEN learns no payload, saga name, key or metadata. `"full"`: the whole
+   * event (payload included when it fits under 8000 bytes), for listeners outside pg-saga.
+   */
+  notify?: "ids" | "full";
   /** Events per NOTIFY transaction. Default 200. */
   batchSize?: number;
   /** How often the outbox is read when no hint arrives (a commit inside your own transaction sends none). Default 100 ms. */

@@ -121,7 +121,13 @@ function finishCompensation(t: Transition, exhausted: StepRow[]): void {
   const cause = saga.compensation_cause ?? "failure";
   t.setState(terminalStateFor(cause), { finished: true });
   t.event("compensation.completed", undefined, {});
-  if (cause === "cancel") t.event("saga.cancelled", undefined, { reason: saga.error?.message });
+  if (cause === "cancel") {
+    const by = (saga.error?.details as { by?: unknown } | undefined)?.by;
+    t.event("saga.cancelled", undefined, {
+      reason: saga.error?.message,
+      ...(by === undefined ? {} : { by }),
+    });
+  }
   if (cause === "timeout") t.event("saga.timed_out", undefined, {});
 }
 
@@ -142,7 +148,12 @@ export function beginCompensation(
     t.setState(state, { finished: true });
     const type =
       cause === "failure" ? "saga.failed" : cause === "cancel" ? "saga.cancelled" : "saga.timed_out";
-    t.event(type, undefined, cause === "cancel" ? { reason: error.message, error } : { error });
+    const by = (error.details as { by?: unknown } | undefined)?.by;
+    t.event(
+      type,
+      undefined,
+      cause === "cancel" ? { reason: error.message, ...(by === undefined ? {} : { by }), error } : { error },
+    );
     return;
   }
   t.setState("compensating");

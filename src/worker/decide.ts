@@ -302,6 +302,7 @@ export function interrupt(
   def: AnySaga,
   cause: "cancel" | "timeout",
   reason: string,
+  by?: string,
 ): "interrupted" | "terminal" | "already" {
   const saga = t.saga;
   if (TERMINAL_STATES.has(saga.state)) return "terminal";
@@ -331,7 +332,14 @@ export function interrupt(
   } else if (row?.status === "pending" && row.attempt > 0) {
     t.patchStep({ index: row.index, name: row.name, status: "failed", finished: true });
   }
-  beginCompensation(t, def, cause, { code, message: reason, type: "SagaError", retryable: false });
+  // Audit: who cancelled travels in the error's details, into compensation.started and saga.cancelled.
+  beginCompensation(t, def, cause, {
+    code,
+    message: reason,
+    type: "SagaError",
+    retryable: false,
+    ...(by === undefined ? {} : { details: { by } }),
+  });
   if (t.saga.state === "compensating") t.job({ id: saga.id });
   return "interrupted";
 }

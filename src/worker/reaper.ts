@@ -1,3 +1,4 @@
+import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import type pg from "pg";
 import type { AnySaga } from "../definition.js";
 import { sqlState, withTransaction } from "../db.js";
@@ -69,6 +70,7 @@ export async function reap(
   pool: pg.Pool,
   sagas: ReadonlyMap<string, AnySaga>,
   deadAfterMs: number,
+  codec: PayloadCodec = plainCodec,
 ): Promise<{ steps: number; workers: number }> {
   // Few retries: the reaper runs again at its next interval, and a stalled round would hold up the next.
   const orphans = await withTransaction(
@@ -91,7 +93,7 @@ export async function reap(
   if (!orphans) return { steps: 0, workers: 0 };
 
   let steps = 0;
-  for (const orphan of orphans.steps) if (await recoverStep(pool, sagas, orphan)) steps++;
+  for (const orphan of orphans.steps) if (await recoverStep(pool, sagas, orphan, codec)) steps++;
   return { steps, workers: orphans.workers };
 }
 
@@ -104,6 +106,7 @@ export interface ReaperSelf {
   jobPoolIds: readonly string[];
   /** Ids of the jobs this worker's graphile-worker runs right now. */
   activeJobIds: () => string[];
+  codec?: PayloadCodec;
 }
 
 /**
@@ -125,7 +128,7 @@ export async function reapOwn(
   for (const lease of rows) {
     const kind: Claim["kind"] = lease.status === "compensating" ? "compensate" : "execute";
     if (self.isActive(lease.saga_id, kind, lease.index)) continue;
-    if (await recoverStep(pool, sagas, lease, self)) steps++;
+    if (await recoverStep(pool, sagas, lease, self.codec ?? plainCodec, self)) steps++;
   }
   let jobs = 0;
   if (self.jobPoolIds.length > 0) {
@@ -147,6 +150,7 @@ async function recoverStep(
   pool: pg.Pool,
   sagas: ReadonlyMap<string, AnySaga>,
   orphan: Orphan,
+  codec: PayloadCodec,
   self?: ReaperSelf,
 ): Promise<boolean> {
   try {
@@ -154,7 +158,7 @@ async function recoverStep(
       pool,
       async (db) => {
         await db.query("set local lock_timeout = 2000");
-        return recoverLocked(db, sagas, orphan, self);
+        return recoverLocked(db, sagas, orphan, codec, self);
       },
       0,
     );
@@ -168,12 +172,13 @@ async function recoverLocked(
   db: pg.PoolClient & Executor,
   sagas: ReadonlyMap<string, AnySaga>,
   orphan: Orphan,
+  codec: PayloadCodec,
   self?: ReaperSelf,
 ): Promise<boolean> {
   const saga = await lockInstance(db, orphan.saga_id);
   const def = saga && sagas.get(`${saga.name}@${saga.version}`);
   if (!saga || !def) return false;
-  const t = new Transition(saga);
+  const t = new Transition(saga, codec);
   const row = t.step(orphan.index);
   const step = def.steps[orphan.index];
   if (!row || !step || row.lease_owner !== orphan.lease_owner) return false;

@@ -20,6 +20,7 @@ import { type Relay, startRelay } from "../relay/relay.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
 import type { Bridge } from "../bridges/bridge.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
+import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import { AbortError } from "./call-handler.js";
 import { abortInterrupted, listenForControl, runningSagas } from "./control.js";
 import type { Claim } from "./decide.js";
@@ -66,6 +67,8 @@ export interface WorkerOptions {
    * await engine.runWorker({ bridges: [natsBridge({ servers: "nats://127.0.0.1:4222" })] });
    */
   bridges?: readonly Bridge[];
+  /** @internal the engine's codec. */
+  codec?: PayloadCodec;
 }
 
 /** A running worker process's handle. */
@@ -158,6 +161,7 @@ export async function startWorker(
       return stopping;
     },
     abortGraceMs: options.abortGrace ?? 5_000,
+    codec: options.codec ?? plainCodec,
     leaseMs: (step: StepDefinition) => (step.timeoutMs ?? 300_000) + deadAfterMs,
     isActive: (sagaId, kind, index) => {
       const key = activeKey(sagaId, kind, index);
@@ -345,11 +349,12 @@ export async function startWorker(
       isActive: env.isActive,
       jobPoolIds: poolIds,
       activeJobIds: () => [...heldJobs],
+      codec: env.codec,
     });
     if (own.steps > 0 || own.jobs > 0)
       logger.info("recovered work this worker lost to a database error", own);
     if (performance.now() - troubleAt < 2 * heartbeatMs) return;
-    const result = await reap(pool, byKey, deadAfterMs);
+    const result = await reap(pool, byKey, deadAfterMs, env.codec);
     stats.reaped += result.steps;
     if (result.steps > 0 || result.workers > 0) logger.info("recovered work of dead workers", result);
   });

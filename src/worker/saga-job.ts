@@ -6,6 +6,7 @@ import { fromJsonbText, toJsonb } from "../jsonb.js";
 import { type Logger, scopedLogger } from "../logger.js";
 import { isTransientDbError } from "../db.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
+import { type PayloadCodec, decodeValue } from "../codec/codec.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
 import { cancelAbort, stopQueries } from "./aborted.js";
 import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
@@ -30,6 +31,8 @@ export interface SagaJobPayload {
   deadline?: boolean;
   validate?: boolean;
   cancel?: string;
+  /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
+  by?: string;
 }
 
 /** What the step loop needs from the worker that runs it. */
@@ -41,6 +44,8 @@ export interface WorkerEnv extends DecideEnv {
   readonly stopping: boolean;
   /** How long a handler aborted by a cancel or a deadline may take to return (see callHandler). */
   abortGraceMs: number;
+  /** Decodes what transitions read and encodes what they write (plainCodec: none). */
+  codec: PayloadCodec;
   track(sagaId: string, kind: Claim["kind"], index: number, controller: AbortController): () => void;
   /** Local wake-up timers for jobs scheduled later: the database row stays the source of truth. */
   wakeAfter(delaysMs: number[]): void;
@@ -105,7 +110,13 @@ async function runSagaJobOnce(
       env,
       id,
       (t) => {
-        interrupt(t, def, payload.deadline ? "timeout" : "cancel", reason ?? "the saga deadline passed");
+        interrupt(
+          t,
+          def,
+          payload.deadline ? "timeout" : "cancel",
+          reason ?? "the saga deadline passed",
+          payload.by,
+        );
       },
       undefined,
       jobId,
@@ -184,7 +195,10 @@ async function runClaim(
     const data =
       claim.kind === "execute"
         ? claim.data
-        : await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded");
+        : decodeValue(
+            env.codec,
+            await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
+          );
     const ctx = context(def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);

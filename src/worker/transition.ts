@@ -9,6 +9,8 @@ import {
   commitTransition,
 } from "../sql/apply-transition.js";
 import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-instance.js";
+import { type PayloadCodec, decodeError, decodeValue, plainCodec } from "../codec/codec.js";
+import { encodeWrites } from "../codec/encode-writes.js";
 
 /**
  * The writes of one transition, collected while the instance row is locked and flushed in one round trip.
@@ -23,7 +25,19 @@ export class Transition {
   private notify: string | null = null;
   private doneJob: string | null = null;
 
-  constructor(readonly saga: LockedSaga) {}
+  /**
+   * `codec`: the saga as read is decoded here (data, error details), and what the transition writes is encoded
+   * in {@link writes}: decisions work on plaintext, the tables get only what the codec produced. A value that
+   * does not decode throws before anything is written.
+   */
+  constructor(
+    readonly saga: LockedSaga,
+    private readonly codec: PayloadCodec = plainCodec,
+  ) {
+    saga.data = decodeValue(codec, saga.data);
+    saga.error = decodeError(codec, saga.error);
+    for (const step of saga.steps) step.error = decodeError(codec, step.error);
+  }
 
   get empty(): boolean {
     return (
@@ -128,6 +142,15 @@ export class Transition {
   private writes(): TransitionWrites | null {
     if (this.empty && this.notify === null) return null;
     if (this.events.length > 0) this.instance.seq = this.saga.seq;
+    const codec = this.codec;
+    if (codec !== plainCodec)
+      return encodeWrites(codec, {
+        instance: this.instance,
+        steps: [...this.stepPatches.values()],
+        events: this.events,
+        jobs: this.doneJob === null ? this.jobs : [...this.jobs, { done: this.doneJob }],
+        notify: this.notify,
+      });
     return {
       instance: this.instance,
       steps: [...this.stepPatches.values()],

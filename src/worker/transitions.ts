@@ -40,7 +40,7 @@ export async function transition(
 ): Promise<Held | null> {
   let saga = known ?? (await readSaga(env.db, id));
   for (let failures = 0; saga;) {
-    const t = new Transition(saga);
+    const t = new Transition(saga, env.codec);
     const held = hold(env, id, decide(t) ?? null);
     // Nothing more for this job to do: it ends in this commit (see Transition.finishJob).
     if (!held && jobId !== undefined) t.finishJob(jobId);
@@ -97,7 +97,7 @@ export async function lockedTransition(
       pending = null;
       const saga = (opened[0]?.rows[0] as { saga: LockedSaga | null } | undefined)?.saga ?? null;
       if (!saga) return null;
-      const t = new Transition(saga);
+      const t = new Transition(saga, env.codec);
       const held = hold(env, id, (await decide(t, db, close)) ?? null);
       pending = held;
       if (!held && jobId !== undefined) t.finishJob(jobId);

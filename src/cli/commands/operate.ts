@@ -85,7 +85,7 @@ export async function cancelCommand(
   id: string,
   o: WaitOptions & { reason: string },
 ): Promise<void> {
-  const { state } = await cli.engine().cancel(id, o.reason);
+  const { state } = await cli.engine().cancel(id, o.reason, { by: operator() });
   if (o.wait && state === "running") {
     // Waiting makes sense only if a worker will compensate it: say so now rather than after --timeout.
     const health = await cli.engine().health();

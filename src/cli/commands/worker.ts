@@ -3,6 +3,7 @@
  * taking work and lets running steps finish (up to --shutdown-timeout, then they are aborted and released); a
  * second one exits at once, and the other workers' reapers recover what was running.
  */
+import { codecFromEnv } from "../codec-from-env.js";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
@@ -115,7 +116,13 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
     o.metricsPort === undefined ? undefined : parseInteger(o.metricsPort, "--metrics-port", 0, 65_535);
   const sagas = await loadSagas(o.sagas);
   const logger = cli.logger("info");
-  const engine = createSagaEngine({ connectionString: cli.databaseUrl(), sagas, logger, poolSize: 2 });
+  const engine = createSagaEngine({
+    connectionString: cli.databaseUrl(),
+    sagas,
+    logger,
+    poolSize: 2,
+    codec: codecFromEnv(),
+  });
   let resolveDone: () => void = () => {};
   const done = new Promise<void>((r) => {
     resolveDone = r;

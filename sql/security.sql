@@ -1,0 +1,104 @@
+-- Roles and grants (docs/security.md). Three NOLOGIN group roles, granted to login roles by the user:
+--   saga_worker  runs transitions, the relay, durable subscriptions and graphile-worker's jobs
+--   saga_app     starts, publishes, cancels, retries through SECURITY DEFINER functions; reads the saga tables
+--   saga_reader  reads saga.instances, saga.steps, saga.events and saga.stuck
+-- The role that runs migrate() owns everything. Roles are created when the migrating role may (superuser or
+-- CREATEROLE); otherwise this is skipped with a NOTICE and the grants go to the roles that exist (an
+-- administrator creates them, and the next migrate() grants them).
+
+do $$
+declare
+  r text;
+begin
+  foreach r in array array['saga_app', 'saga_worker', 'saga_reader'] loop
+    if not exists (select 1 from pg_roles where rolname = r) then
+      begin
+        execute format('create role %I nologin', r);
+      exception
+        when insufficient_privilege then
+          raise notice 'pg-saga: role % does not exist and % may not create roles; create it (nologin) and migrate again', r, current_user;
+        -- Another database of the cluster migrating at the same moment created it.
+        when duplicate_object or unique_violation then null;
+      end;
+    end if;
+  end loop;
+end $$;
+--> statement-breakpoint
+
+-- engine.publish() for a role that may not write saga.outbox: the engine's own event types are refused here as
+-- in the engine (SG400), so an application cannot forge a saga's history.
+create or replace function saga._publish(p_types text[], p_keys text[], p_payloads text[])
+returns setof bigint
+language plpgsql as $$
+begin
+  if exists (select 1 from unnest(p_types) t where t like 'saga.%' or t like 'compensation.%') then
+    raise exception 'saga._publish: the types saga.* and compensation.* are the engine''s own' using errcode = 'SG400';
+  end if;
+  return query
+  insert into saga.outbox (type, key, payload)
+  select e.type, e.key, e.payload::jsonb
+  from unnest(p_types, p_keys, p_payloads) with ordinality as e(type, key, payload, n)
+  order by e.n
+  returning id;
+end $$;
+--> statement-breakpoint
+
+-- Grants to whichever of the three roles exist, and the SECURITY DEFINER settings of the functions saga_app
+-- calls. migrate() calls it after graphile-worker's own migrations, every time: `create or replace` of a
+-- function in another sql/ file resets SECURITY DEFINER, and graphile-worker's tables may be new.
+create or replace function saga._grant_roles() returns void
+language plpgsql as $$
+declare
+  f text;
+  t text;
+  worker boolean := exists (select 1 from pg_roles where rolname = 'saga_worker');
+  app boolean := exists (select 1 from pg_roles where rolname = 'saga_app');
+  reader boolean := exists (select 1 from pg_roles where rolname = 'saga_reader');
+  gw boolean := to_regnamespace('graphile_worker') is not null;
+begin
+  -- Definer functions run as their owner: a fixed search_path, so no caller's schema can shadow what they call.
+  foreach f in array array[
+    'saga.start(text, jsonb, jsonb)', 'saga.cancel(uuid, text)', 'saga.retry(uuid, text)',
+    'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean)',
+    'saga._publish(text[], text[], text[])', 'saga._saga_jobs()'] loop
+    execute format('alter function %s security definer set search_path = pg_catalog, pg_temp', f);
+  end loop;
+  -- Nothing of schema saga for PUBLIC: functions are executable by PUBLIC unless revoked.
+  revoke all on all tables in schema saga from public;
+  revoke all on all functions in schema saga from public;
+
+  if worker then
+    grant usage on schema saga to saga_worker;
+    grant select, insert, update, delete on all tables in schema saga to saga_worker;
+    grant usage, select on all sequences in schema saga to saga_worker;
+    grant execute on all functions in schema saga to saga_worker;
+    if gw then
+      grant usage on schema graphile_worker to saga_worker;
+      grant select, insert, update, delete on all tables in schema graphile_worker to saga_worker;
+      grant usage, select on all sequences in schema graphile_worker to saga_worker;
+      grant execute on all functions in schema graphile_worker to saga_worker;
+      -- graphile-worker enables row-level security on its tables without a policy: a role that does not own them
+      -- sees no job at all (its worker starts and never runs one).
+      for t in select c.relname from pg_class c
+               where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
+                 and not exists (select 1 from pg_policies p where p.schemaname = 'graphile_worker'
+                                 and p.tablename = c.relname and p.policyname = 'saga_worker') loop
+        execute format('create policy saga_worker on graphile_worker.%I to saga_worker using (true) with check (true)', t);
+      end loop;
+    end if;
+  end if;
+
+  if app then
+    grant usage on schema saga to saga_app;
+    grant select on all tables in schema saga to saga_app;
+    grant execute on function saga.start(text, jsonb, jsonb), saga.cancel(uuid, text), saga.retry(uuid, text),
+      saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean),
+      saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after() to saga_app;
+  end if;
+
+  if reader then
+    grant usage on schema saga to saga_reader;
+    grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
+    grant execute on function saga._saga_jobs(), saga._stale_after() to saga_reader;
+  end if;
+end $$;
