@@ -88,8 +88,10 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
         throw err;
       }
       await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
-      // After graphile-worker's tables exist (sql/security.sql): the group roles' grants and policies.
-      await grantRoles(client);
+      // After graphile-worker's tables exist (sql/security.sql): the group roles' grants and policies. A role
+      // that does not own schema saga (an application role finding everything current) has nothing to grant.
+      if (result.applied > 0 || result.repeatable.length > 0 || (await ownsSchema(client)))
+        await grantRoles(client);
     } finally {
       await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
     }
@@ -97,6 +99,13 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
     client.release();
   }
   return result;
+}
+
+async function ownsSchema(client: pg.PoolClient): Promise<boolean> {
+  const { rows } = await client.query<{ owner: boolean }>(
+    "select pg_has_role(nspowner, 'USAGE') as owner from pg_namespace where nspname = 'saga'",
+  );
+  return rows[0]?.owner === true;
 }
 
 async function grantRoles(client: pg.PoolClient): Promise<void> {

@@ -101,9 +101,10 @@ describe("codec", () => {
         fail: true,
         address: "1 PLAINTEXT-street",
       });
-      await waitUntil(`subscribers saw the completion and the note`, () =>
+      await waitUntil(`subscribers saw the completion, the failure and the note`, () =>
         [live, durable].every(
-          (got) => got.some((e) => e.type === "note.added") && got.some((e) => e.type === "saga.completed"),
+          (got) =>
+            ["note.added", "saga.completed", "saga.step.failed"].every((type) => got.some((e) => e.type === type)),
         ),
       );
       for (const got of [live, durable]) {
