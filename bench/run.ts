@@ -20,6 +20,7 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   outbox: async () => (await import("./outbox.js")).outboxScenario,
   growth: async () => (await import("./growth.js")).growthScenario,
   memory: async () => (await import("./memory.js")).memoryScenario,
+  pooler: async () => (await import("./pooler.js")).poolerScenario,
 };
 
 function parseArgs(argv: string[]) {

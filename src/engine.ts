@@ -1,5 +1,6 @@
 import pg from "pg";
 import { type AnySaga, assertRunnable } from "./definition.js";
+import { explainConnectError, resolveConnections } from "./connections.js";
 import { withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
@@ -107,8 +108,14 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     if ((latest.get(saga.name)?.version ?? 0) < saga.version) latest.set(saga.name, saga);
   }
   const ownPool = options.pool === undefined;
-  const pool =
-    options.pool ?? new pg.Pool({ connectionString: config.connectionString, max: config.poolSize });
+  // Every connection the engine opens starts from these settings (TLS included); LISTEN may go elsewhere.
+  const connections = resolveConnections(
+    ownPool
+      ? { connectionString: config.connectionString, ...(config.ssl === undefined ? {} : { ssl: config.ssl }) }
+      : ((options.pool as pg.Pool).options as pg.ClientConfig),
+    config,
+  );
+  const pool = options.pool ?? new pg.Pool({ ...connections.query, max: config.poolSize });
   const logger: Logger = options.logger ?? silentLogger;
   const onPoolError = (err: Error) =>
     logger.warn("database connection failed", { error: maskConnectionString(err.message) });
@@ -118,7 +125,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   guard(pool);
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
-  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes);
+  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes, connections.listen);
   const wakeups = new Wakeups(pool, logger);
   let closed = false;
 
@@ -145,7 +152,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     pool,
     async migrate() {
       alive();
-      await migrate(pool);
+      await migrate(pool).catch((err: unknown) => {
+        throw explainConnectError(err);
+      });
     },
 
     async start(saga, input, startOptions = {}) {
@@ -275,17 +284,14 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const concurrency = workerOptions.concurrency ?? 10;
       // The worker gets its own pool, sized so every job slot has a connection for its transitions.
       const workerPool = ownPool
-        ? new pg.Pool({ connectionString: config.connectionString, max: concurrency + 4 })
+        ? new pg.Pool({ ...connections.query, max: workerOptions.poolSize ?? concurrency + 4 })
         : null;
       if (workerPool) guard(workerPool);
-      const connection: pg.ClientConfig = ownPool
-        ? { connectionString: config.connectionString }
-        : (pool.options as pg.ClientConfig);
       try {
         // /healthz next to /metrics answers with engine.health().
         const worker = await startWorker(
           workerPool ?? pool,
-          connection,
+          connections,
           config.sagas,
           logger,
           { retention: options.retention, ...workerOptions },
@@ -308,7 +314,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         };
       } catch (err) {
         await workerPool?.end();
-        throw err;
+        throw explainConnectError(err);
       }
     },
 

@@ -19,7 +19,8 @@ export type SagaErrorCode =
   | "MIGRATION_FAILED"
   | "SCHEMA_OUTDATED"
   | "SCHEMA_NEWER"
-  | "DATABASE_ERROR";
+  | "DATABASE_ERROR"
+  | "DATABASE_TLS";
 
 /**
  * The one error type the engine throws.

@@ -25,8 +25,10 @@ export interface MigrateOptions {
 
 /**
  * Brings schema `saga` and graphile-worker's schema up to date. Idempotent; concurrent callers (a fleet
- * restarting) wait for each other on an advisory lock held by one dedicated connection, and the ones that
- * come after the first find nothing to do.
+ * restarting) wait for each other on a transaction-level advisory lock taken first in the migration's
+ * transaction, and the ones that come after the first find nothing to do. Nothing is held by the session, so
+ * it works through a transaction pooler (PgBouncer); graphile-worker's migrations, after the commit, are safe
+ * to run concurrently on their own.
  *
  * One transaction applies the pending table migrations of the journal (recorded in `saga.__drizzle_migrations`,
  * drizzle's journal format in pg-saga's own schema) and then re-applies, in dependency order, every sql/ file
@@ -37,30 +39,28 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
   const client = await pool.connect();
   let result: MigrateResult;
   try {
-    await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    // Read committed whatever the server default: every statement after the lock sees what the previous
+    // holder committed.
+    await client.query("begin isolation level read committed");
     try {
-      await client.query("begin");
-      try {
-        await client.query("create schema if not exists saga");
-        await client.query(
-          `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
-        );
-        await client.query(REPEATABLE_TABLE_SQL);
-        const plan = await planMigration(client, options);
-        refuseNewerSchema(plan);
-        result = await apply(client, plan);
-        await client.query("commit");
-      } catch (err) {
-        await client.query("rollback").catch(() => {});
-        throw err;
-      }
-      await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
-    } finally {
-      await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
+      await client.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+      await client.query("create schema if not exists saga");
+      await client.query(
+        `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
+      );
+      await client.query(REPEATABLE_TABLE_SQL);
+      const plan = await planMigration(client, options);
+      refuseNewerSchema(plan);
+      result = await apply(client, plan);
+      await client.query("commit");
+    } catch (err) {
+      await client.query("rollback").catch(() => {});
+      throw err;
     }
   } finally {
     client.release();
   }
+  await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
   return result;
 }
 

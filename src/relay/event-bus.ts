@@ -46,7 +46,12 @@ export interface EventBus {
  * const bus = createEventBus(pool, logger, 1_048_576);
  * const sub = bus.subscribe({ types: ["saga.completed"] }, async (e) => billing.invoice(e.sagaId), { durable: "billing" });
  */
-export function createEventBus(pool: pg.Pool, logger: Logger, maxPayloadBytes: number): EventBus {
+export function createEventBus(
+  pool: pg.Pool,
+  logger: Logger,
+  maxPayloadBytes: number,
+  listen: pg.ClientConfig = pool.options as pg.ClientConfig,
+): EventBus {
   const durables = new Set<DurableSubscription>();
   const ephemerals = new Set<EphemeralSubscription>();
   const closing = new Set<Promise<void>>();
@@ -62,7 +67,7 @@ export function createEventBus(pool: pg.Pool, logger: Logger, maxPayloadBytes: n
   };
   const listening = (): Channel => {
     channel ??= openChannel(
-      pool.options as pg.ClientConfig,
+      listen,
       [EVENTS_CHANNEL, REDRIVE_CHANNEL],
       "pg-saga subscriptions",
       logger,
