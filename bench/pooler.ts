@@ -18,7 +18,12 @@ async function sequential(
   count: number,
   warmup: number,
 ): Promise<number> {
-  const engine = createSagaEngine({ connectionString, listenConnectionString, sagas: benchSagas, poolSize: 2 });
+  const engine = createSagaEngine({
+    connectionString,
+    listenConnectionString,
+    sagas: benchSagas,
+    poolSize: 2,
+  });
   const poll = await benchClient(o);
   try {
     const worker = await engine.runWorker({ concurrency: 10 });
@@ -36,9 +41,10 @@ async function sequential(
         id = (await engine.start(noopSaga, { k: i + 1 })).id;
         await finished;
         for (;;) {
-          const { rows } = await poll.query<{ state: string }>("select state from saga.instances where id = $1", [
-            id,
-          ]);
+          const { rows } = await poll.query<{ state: string }>(
+            "select state from saga.instances where id = $1",
+            [id],
+          );
           if (rows[0]?.state === "completed") break;
         }
       }

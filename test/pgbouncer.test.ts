@@ -7,12 +7,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type SagaEngine, type SagaEvent, type SagaWorker, createSagaEngine } from "../src/index.js";
-import {
-  type ChaosWorker,
-  eventually,
-  spawnChaosWorker,
-  stopChaosWorker,
-} from "./chaos/worker-processes.js";
+import { type ChaosWorker, eventually, spawnChaosWorker, stopChaosWorker } from "./chaos/worker-processes.js";
 import { holdSaga } from "./fixtures/chaos-sagas.js";
 import { CALLS_TABLE, calls, orderSaga } from "./fixtures/order-saga.js";
 import { createDatabase, dropDatabase, useTestDatabase } from "./helpers/database.js";
@@ -137,7 +132,11 @@ describe("behind PgBouncer in transaction mode", () => {
         ids.push((await engine.start(orderSaga(db.pool), { customerId: `s${i}`, amount: 5 })).id);
       const mine = (events: SagaEvent[]) =>
         events.flatMap((e) => (e.sagaId !== null && ids.includes(e.sagaId) ? [e.sagaId] : []));
-      await eventually(async () => (mine(durable).length >= 3 ? true : undefined), 20_000, "durable deliveries");
+      await eventually(
+        async () => (mine(durable).length >= 3 ? true : undefined),
+        20_000,
+        "durable deliveries",
+      );
       await eventually(async () => (mine(live).length >= 3 ? true : undefined), 20_000, "live deliveries");
       expect(mine(durable).sort()).toEqual([...ids].sort());
       expect(mine(live).sort()).toEqual([...ids].sort());
