@@ -11,7 +11,7 @@ import { runSagaThroughput } from "./throughput.js";
 const CHUNK = 250_000;
 
 /** Adds `count` completed sagas named bench-history, created over the past days. */
-async function addHistory(o: BenchOptions, from: number, count: number): Promise<void> {
+export async function addHistory(o: BenchOptions, from: number, count: number): Promise<void> {
   const client = await benchClient(o);
   try {
     for (let done = 0; done < count; done += CHUNK) {

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only throughput,latency]`: every scenario of issue 6 on one fresh
+ * `npm run bench [-- --quick] [-- --only throughput,latency] [-- --dashboard-n 100000]`: every scenario of issue 6 on one fresh
  * database (pgsaga_bench on the server of BENCH_DATABASE_URL or DATABASE_URL), a table on stdout and the
  * full results as JSON in bench/results/<timestamp>.json. The database is dropped at the end.
  */
@@ -21,6 +21,7 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   growth: async () => (await import("./growth.js")).growthScenario,
   memory: async () => (await import("./memory.js")).memoryScenario,
   pooler: async () => (await import("./pooler.js")).poolerScenario,
+  dashboard: async () => (await import("./dashboard.js")).dashboardScenario,
 };
 
 function parseArgs(argv: string[]) {

@@ -14,7 +14,8 @@ $$;
 
 -- Starts a saga of the latest version the workers registered (or options.version). The input is checked by the
 -- worker against the zod schema before any step runs: invalid input ends the saga `failed` with INVALID_INPUT.
--- Options: idempotencyKey (text), metadata (object), version (int), parentId (uuid), traceparent (text).
+-- Options: idempotencyKey (text, 1 to 255 characters), metadata (object), version (int), parentId (uuid),
+-- traceparent (text).
 create or replace function saga.start(p_name text, p_input jsonb, p_options jsonb default '{}'::jsonb)
 returns uuid
 language plpgsql as $$
@@ -55,10 +56,17 @@ begin
   if coalesce(jsonb_typeof(v_options->'metadata'), 'object') not in ('object', 'null') then
     raise exception 'saga.start(%): options.metadata must be a json object', p_name using errcode = 'SG400';
   end if;
+  if coalesce(jsonb_typeof(v_options->'idempotencyKey'), 'null') <> 'null'
+     and length(v_options->>'idempotencyKey') not between 1 and 255 then
+    raise exception 'saga.start(%): options.idempotencyKey must be 1 to 255 characters', p_name using errcode = 'SG400';
+  end if;
   if coalesce(jsonb_typeof(v_options->'version'), 'null') <> 'null' then
+    -- 1.0 and 1e0 are the integer 1; the range is that of the int column.
     if jsonb_typeof(v_options->'version') <> 'number'
-       or (v_options->>'version')::numeric <> trunc((v_options->>'version')::numeric) then
-      raise exception 'saga.start(%): options.version must be an integer', p_name using errcode = 'SG400';
+       or (v_options->>'version')::numeric <> trunc((v_options->>'version')::numeric)
+       or (v_options->>'version')::numeric not between 1 and 2147483647 then
+      raise exception 'saga.start(%): options.version must be an integer from 1 to 2147483647', p_name
+        using errcode = 'SG400';
     end if;
   end if;
   begin
@@ -71,7 +79,7 @@ begin
   select d.version, d.timeout_ms into v_version, v_timeout
   from saga.definitions d
   where d.name = p_name and (v_options->'version' is null or jsonb_typeof(v_options->'version') = 'null'
-                             or d.version = (v_options->>'version')::int)
+                             or d.version = (v_options->>'version')::numeric::int)
   order by d.version desc limit 1;
   if v_version is null then
     select string_agg(distinct d.name, ', ' order by d.name) into v_registered from saga.definitions d;
@@ -93,13 +101,15 @@ end $$;
 
 -- Asks for a cancel: the worker that has the saga's definition performs it (compensation runs there), ahead
 -- of other jobs. Returns the saga's state now: `running` (cancel queued) or `compensating` (already undoing).
+-- Takes no row lock: a transactional step holds the instance row lock while its handler runs, so the request
+-- is a row of saga.cancel_requests, and the worker running the step reads it (woken by saga_control) and
+-- aborts the step. The first reason asked for is the one recorded.
 create or replace function saga.cancel(p_id uuid, p_reason text default 'cancelled') returns text
 language plpgsql as $$
 declare
   v record;
 begin
-  -- Invariant 2: the instance row first.
-  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id for update;
+  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id;
   if not found then
     raise exception 'saga.cancel: no saga with id %', p_id using errcode = 'SG404';
   end if;
@@ -107,8 +117,11 @@ begin
     raise exception 'saga.cancel: saga % already ended %; nothing to cancel', p_id, v.state using errcode = 'SG410';
   end if;
   if v.state = 'running' then
+    insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
+    on conflict (saga_id) do nothing;
     perform graphile_worker.add_job(saga._task(v.name, v.version),
       json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled')), priority => -10);
+    perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
 end $$;

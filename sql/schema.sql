@@ -310,8 +310,7 @@ CREATE FUNCTION saga.cancel(p_id uuid, p_reason text DEFAULT 'cancelled'::text) 
 declare
   v record;
 begin
-  -- Invariant 2: the instance row first.
-  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id for update;
+  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id;
   if not found then
     raise exception 'saga.cancel: no saga with id %', p_id using errcode = 'SG404';
   end if;
@@ -319,8 +318,11 @@ begin
     raise exception 'saga.cancel: saga % already ended %; nothing to cancel', p_id, v.state using errcode = 'SG410';
   end if;
   if v.state = 'running' then
+    insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
+    on conflict (saga_id) do nothing;
     perform graphile_worker.add_job(saga._task(v.name, v.version),
       json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled')), priority => -10);
+    perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
 end $$;
@@ -374,6 +376,17 @@ begin
     using errcode = 'SG412';
 end $$;
 
+CREATE FUNCTION saga.schema_version() RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+  select jsonb_build_object(
+    'migrations', (select count(*) from saga.__drizzle_migrations),
+    'latest', (select max(created_at) from saga.__drizzle_migrations),
+    'version', (select r.version from saga.__repeatable r order by r.applied_at desc, r.file limit 1),
+    'files', (select coalesce(jsonb_object_agg(r.file, r.checksum), '{}'::jsonb) from saga.__repeatable r)
+  )
+$$;
+
 CREATE FUNCTION saga.start(p_name text, p_input jsonb, p_options jsonb DEFAULT '{}'::jsonb) RETURNS uuid
     LANGUAGE plpgsql
     AS $$
@@ -414,10 +427,17 @@ begin
   if coalesce(jsonb_typeof(v_options->'metadata'), 'object') not in ('object', 'null') then
     raise exception 'saga.start(%): options.metadata must be a json object', p_name using errcode = 'SG400';
   end if;
+  if coalesce(jsonb_typeof(v_options->'idempotencyKey'), 'null') <> 'null'
+     and length(v_options->>'idempotencyKey') not between 1 and 255 then
+    raise exception 'saga.start(%): options.idempotencyKey must be 1 to 255 characters', p_name using errcode = 'SG400';
+  end if;
   if coalesce(jsonb_typeof(v_options->'version'), 'null') <> 'null' then
+    -- 1.0 and 1e0 are the integer 1; the range is that of the int column.
     if jsonb_typeof(v_options->'version') <> 'number'
-       or (v_options->>'version')::numeric <> trunc((v_options->>'version')::numeric) then
-      raise exception 'saga.start(%): options.version must be an integer', p_name using errcode = 'SG400';
+       or (v_options->>'version')::numeric <> trunc((v_options->>'version')::numeric)
+       or (v_options->>'version')::numeric not between 1 and 2147483647 then
+      raise exception 'saga.start(%): options.version must be an integer from 1 to 2147483647', p_name
+        using errcode = 'SG400';
     end if;
   end if;
   begin
@@ -430,7 +450,7 @@ begin
   select d.version, d.timeout_ms into v_version, v_timeout
   from saga.definitions d
   where d.name = p_name and (v_options->'version' is null or jsonb_typeof(v_options->'version') = 'null'
-                             or d.version = (v_options->>'version')::int)
+                             or d.version = (v_options->>'version')::numeric::int)
   order by d.version desc limit 1;
   if v_version is null then
     select string_agg(distinct d.name, ', ' order by d.name) into v_registered from saga.definitions d;
@@ -468,7 +488,14 @@ ALTER SEQUENCE saga.__drizzle_migrations_id_seq OWNED BY saga.__drizzle_migratio
 CREATE TABLE saga.__repeatable (
     file text NOT NULL,
     checksum text NOT NULL,
+    version text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE saga.cancel_requests (
+    saga_id uuid NOT NULL,
+    reason text NOT NULL,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 CREATE TABLE saga.dead_letters (
@@ -689,6 +716,9 @@ ALTER TABLE ONLY saga.__drizzle_migrations
 
 ALTER TABLE ONLY saga.__repeatable
     ADD CONSTRAINT __repeatable_pkey PRIMARY KEY (file);
+
+ALTER TABLE ONLY saga.cancel_requests
+    ADD CONSTRAINT cancel_requests_pkey PRIMARY KEY (saga_id);
 
 ALTER TABLE ONLY saga.dead_letters
     ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (id);

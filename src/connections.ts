@@ -65,12 +65,22 @@ const TLS_CODES = new Set([
  * to do; any other error is returned as it is.
  */
 export function explainConnectError(err: unknown): unknown {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code !== "string" || !TLS_CODES.has(code)) return err;
+  // The TLS error may arrive wrapped (migrate() reports MIGRATION_FAILED with it as the cause).
+  let tls: unknown;
+  for (
+    let e = err, depth = 0;
+    e && typeof e === "object" && depth < 5;
+    e = (e as { cause?: unknown }).cause, depth++
+  ) {
+    const c = (e as { code?: unknown }).code;
+    if (typeof c === "string" && TLS_CODES.has(c)) tls = e;
+  }
+  if (tls === undefined) return err;
+  const code = (tls as { code: string }).code;
   return new SagaError(
     "DATABASE_TLS",
     `the database server's TLS certificate is not trusted (${code}): give its CA with sslrootcert=/path/ca.crt ` +
-      `in the connection string or createSagaEngine({ ssl: { ca } }), and connect by the name the certificate is for. ${maskConnectionString((err as Error).message)}`,
+      `in the connection string or createSagaEngine({ ssl: { ca } }), and connect by the name the certificate is for. ${maskConnectionString((tls as Error).message)}`,
     { cause: err, details: { code } },
   );
 }

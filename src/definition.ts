@@ -101,6 +101,8 @@ export interface SagaConfig<S extends z.ZodType> {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
+/** Versions are stored as a PostgreSQL int. */
+const MAX_VERSION = 2_147_483_647;
 
 /**
  * A saga definition: immutable; each `.step()` returns a new definition whose data type is the step's output.
@@ -244,8 +246,14 @@ export function defineSaga<S extends z.ZodType>(
       `saga "${config.name}": input must be a zod schema, e.g. z.object({ ... })`,
     );
   }
-  if (config.version !== undefined && !(Number.isInteger(config.version) && config.version >= 1)) {
-    throw new SagaError("INVALID_DEFINITION", `saga "${config.name}": version must be an integer >= 1`);
+  if (
+    config.version !== undefined &&
+    !(Number.isInteger(config.version) && config.version >= 1 && config.version <= MAX_VERSION)
+  ) {
+    throw new SagaError(
+      "INVALID_DEFINITION",
+      `saga "${config.name}": version must be an integer from 1 to ${MAX_VERSION} (a PostgreSQL int); got ${String(config.version)}`,
+    );
   }
   if (config.retry !== undefined && !isRetryPolicy(config.retry)) {
     throw new SagaError(

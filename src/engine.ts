@@ -1,11 +1,13 @@
 import pg from "pg";
 import { type AnySaga, assertRunnable } from "./definition.js";
 import { explainConnectError, resolveConnections } from "./connections.js";
-import { withTransaction } from "./db.js";
+import { sqlState, withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { migrate } from "./migrate.js";
+import { assertSchemaCurrent, watchSchema } from "./schema-check.js";
+import { trackClients } from "./pool-end.js";
 import { traceStart } from "./observability/tracing.js";
 import { type SagaInstance, toInstance } from "./instance-view.js";
 import { getSaga, listSagas } from "./sql/read-sagas.js";
@@ -13,6 +15,7 @@ import { type SagaState, TERMINAL_STATES, lockInstance } from "./sql/lock-instan
 import { type SagaMetrics, sagaMetrics } from "./sql/saga-metrics.js";
 import { type HealthOptions, type HealthReport, checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
+import { requestCancel } from "./sql/cancel-requests.js";
 import { interrupt } from "./worker/decide.js";
 import { type ResumeOptions, resume } from "./worker/resume.js";
 import { type SagaWorker, type WorkerOptions, startWorker } from "./worker/run-worker.js";
@@ -20,15 +23,18 @@ import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
 import type * as relay from "./relay/types.js";
 import { Transition } from "./worker/transition.js";
+import { type DashboardHandler, type DashboardOptions, createDashboard } from "./dashboard/index.js";
 import {
   type StartOptions,
   checkStart,
+  checkWorkerOptions,
   decodeCursor,
   encodeCursor,
   resolveEngineOptions,
   resolveListOptions,
   type ListOptions,
   type EngineOptions,
+  checkReason,
 } from "./options.js";
 
 export type { SagaState };
@@ -78,6 +84,8 @@ export interface SagaEngine {
   subscriptionMetrics(name: string): Promise<relay.SubscriptionMetrics | null>;
   /** Database, migrations, live workers and the versions they serve, relay lag, dead letters. Never throws. */
   health(options?: HealthOptions): Promise<HealthReport>;
+  /** The web dashboard as a Node `(req, res)` handler, to serve or mount under a path of your own server. */
+  dashboard(options?: DashboardOptions): DashboardHandler;
   /** Runs a worker in this process for the engine's sagas. */
   runWorker(options?: WorkerOptions): Promise<SagaWorker>;
   /** Stops this engine's workers and closes the pools it opened. */
@@ -85,6 +93,12 @@ export interface SagaEngine {
   /** @internal */
   readonly pool: pg.Pool;
 }
+
+/** How long cancel() waits for the saga's row lock before it leaves a request instead. */
+const CANCEL_LOCK_TIMEOUT = "set local lock_timeout = 1000";
+
+/** The saga's row lock was not granted in time. */
+class RowLocked extends Error {}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -117,35 +131,55 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   );
   const pool = options.pool ?? new pg.Pool({ ...connections.query, max: config.poolSize });
   const logger: Logger = options.logger ?? silentLogger;
-  const onPoolError = (err: Error) =>
-    logger.warn("database connection failed", { error: maskConnectionString(err.message) });
+  let closed = false;
+  // After close() a connection that the server ends is expected (a stop, a DROP DATABASE … WITH (FORCE)).
+  const onPoolError = (err: Error) => {
+    const fields = { error: maskConnectionString(err.message) };
+    if (closed) logger.debug("database connection failed", fields);
+    else logger.warn("database connection failed", fields);
+  };
   // A connection killed under a checked-out client must not crash the process: the query fails instead.
   const onConnect = (client: pg.PoolClient) => client.on("error", onPoolError);
-  const guard = (p: pg.Pool) => p.on("error", onPoolError).on("connect", onConnect);
-  guard(pool);
+  // Pools the engine opened keep these listeners for life and end only once their sockets are closed.
+  const guard = (p: pg.Pool) => {
+    p.on("error", onPoolError).on("connect", onConnect);
+    return trackClients(p);
+  };
+  const ownClosing = ownPool ? guard(pool) : null;
+  if (!ownPool) pool.on("error", onPoolError).on("connect", onConnect);
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
   const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes, connections.listen);
   const wakeups = new Wakeups(pool, logger);
-  let closed = false;
 
   const alive = () => {
     if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
   };
   const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
 
-  async function operate<T>(id: string, fn: (t: Transition, def: AnySaga | undefined) => T): Promise<T> {
+  async function operate<T>(
+    id: string,
+    fn: (t: Transition, def: AnySaga | undefined) => T,
+    open?: string,
+  ): Promise<T> {
     alive();
-    if (!UUID.test(id))
+    if (typeof id !== "string" || !UUID.test(id))
       throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${JSON.stringify(id)} (not a uuid)`);
-    return withTransaction(pool, async (db) => {
-      const saga = await lockInstance(db, id);
-      if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
-      const t = new Transition(saga);
-      const result = fn(t, definitionOf(saga.name, saga.version));
-      await t.flush(db);
-      return result;
-    });
+    return withTransaction(
+      pool,
+      async (db) => {
+        const saga = await lockInstance(db, id).catch((err: unknown) => {
+          throw sqlState(err) === "55P03" ? new RowLocked() : err;
+        });
+        if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
+        const t = new Transition(saga);
+        const result = fn(t, definitionOf(saga.name, saga.version));
+        await t.flush(db);
+        return result;
+      },
+      10,
+      open,
+    );
   }
 
   const engine: SagaEngine = {
@@ -224,7 +258,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     },
 
     async cancel(id, reason = "cancelled") {
-      return operate(id, (t, def) => {
+      checkReason(reason);
+      const cancel = (t: Transition, def: AnySaga | undefined) => {
         if (TERMINAL_STATES.has(t.saga.state)) {
           throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
         }
@@ -233,10 +268,20 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         if (!def) t.job({ id, cancel: reason });
         else interrupt(t, def, "cancel", reason);
         return { state: t.saga.state };
-      });
+      };
+      try {
+        return await operate(id, cancel, CANCEL_LOCK_TIMEOUT);
+      } catch (err) {
+        if (!(err instanceof RowLocked)) throw err;
+        // A transactional step holds the row while its handler runs: the request is read by its worker,
+        // which aborts it (saga.cancel, sql/operator.sql).
+        return { state: (await requestCancel(pool, id, reason)) as SagaState };
+      }
     },
 
     async retry(id, who = {}) {
+      if (who.by !== undefined) checkReason(who.by, "retry: by");
+      if (who.reason !== undefined) checkReason(who.reason, "retry: reason");
       return operate(id, (t) => {
         if (!resume(t, who)) {
           throw new SagaError(
@@ -279,15 +324,22 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       return bus.subscriptionMetrics(name);
     },
 
+    dashboard(dashboardOptions) {
+      alive();
+      return createDashboard(engine, dashboardOptions);
+    },
+
     async runWorker(workerOptions = {}) {
       alive();
+      checkWorkerOptions(workerOptions);
       const concurrency = workerOptions.concurrency ?? 10;
       // The worker gets its own pool, sized so every job slot has a connection for its transitions.
       const workerPool = ownPool
         ? new pg.Pool({ ...connections.query, max: workerOptions.poolSize ?? concurrency + 4 })
         : null;
-      if (workerPool) guard(workerPool);
+      const workerClosing = workerPool ? guard(workerPool) : null;
       try {
+        await assertSchemaCurrent(workerPool ?? pool);
         // /healthz next to /metrics answers with engine.health().
         const worker = await startWorker(
           workerPool ?? pool,
@@ -298,22 +350,34 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           () => engine.health(),
         );
         let stopped: Promise<void> | undefined;
+        let endedWith: SagaError | null = null;
+        let resolveEnded: (reason: SagaError | null) => void = () => {};
+        const ended = new Promise<SagaError | null>((r) => (resolveEnded = r));
         // Idempotent: every caller (and close()) waits for the same shutdown.
         const stop = (stopOptions?: { timeoutMs?: number }) =>
           (stopped ??= (async () => {
             workers.delete(stop);
+            unwatch();
             await worker.stop(stopOptions);
-            await workerPool?.end();
+            await workerClosing?.end();
+            resolveEnded(endedWith);
           })());
+        // A newer release migrated the database: its workers advance the sagas from now on.
+        const unwatch = watchSchema(workerPool ?? pool, workerOptions.schemaCheckInterval ?? 10_000, (err) => {
+          endedWith = err;
+          logger.error(err.message, { code: err.code });
+          void stop();
+        });
         workers.add(stop);
         return {
           id: worker.id,
           stats: worker.stats,
           metrics: worker.metrics,
           stop,
+          ended,
         };
       } catch (err) {
-        await workerPool?.end();
+        await workerClosing?.end();
         throw explainConnectError(err);
       }
     },
@@ -324,8 +388,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       await Promise.all([...workers].map((stop) => stop()));
       await wakeups.close();
       await bus.close();
-      pool.off("error", onPoolError).off("connect", onConnect);
-      if (ownPool) await pool.end();
+      if (ownClosing) await ownClosing.end();
+      // A pool of the application's own stays in use: it gets its listeners back.
+      else pool.off("error", onPoolError).off("connect", onConnect);
     },
   };
   return engine;

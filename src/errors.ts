@@ -1,3 +1,5 @@
+import { MAX_JSON_DEPTH, jsonbTextProblem, sanitizeJsonText } from "./jsonb.js";
+
 /**
  * Every error pg-saga throws on purpose is a {@link SagaError} with a string `code`.
  * Branch on `code`, never on the message.
@@ -85,19 +87,46 @@ export interface StoredError {
   step?: string;
   /** `unknown` when the step may have had its effect (timeout, lost worker, cancel mid-call). */
   outcome?: "failed" | "unknown";
+  /**
+   * What was changed so that the error could be stored: NUL characters and lone UTF-16 surrogates replaced by
+   * U+FFFD (jsonb cannot store them), `details` left out when too large or too deeply nested.
+   */
+  sanitized?: { nul?: number; loneSurrogates?: number; details?: string };
 }
 
 const MAX_MESSAGE = 2_000;
+const MAX_CODE = 200;
+/** Largest `details` stored with an error, as JSON: the error is copied onto the step, the saga and events. */
+export const MAX_ERROR_DETAILS_BYTES = 65_536;
 
-/** Turns anything thrown into JSON that survives `JSON.stringify` (circular details, non-Error throws). */
+/**
+ * Turns anything thrown into JSON that jsonb stores: circular details, non-Error throws, NUL characters and
+ * lone surrogates (replaced, and said so in `sanitized`), getters that throw. Never throws itself.
+ */
 export function toStoredError(err: unknown, retryable: boolean): StoredError {
+  let raw: StoredError;
+  try {
+    raw = readError(err, retryable);
+  } catch {
+    raw = {
+      code: "STEP_ERROR",
+      message: "the thrown value could not be read (a property getter or toString threw)",
+      type: "unknown",
+      retryable,
+    };
+  }
+  return storableError(raw);
+}
+
+function readError(err: unknown, retryable: boolean): StoredError {
   if (err instanceof Error) {
     const raw = (err as Error & { code?: unknown }).code;
-    const code = typeof raw === "string" ? raw : "STEP_ERROR";
+    const code = typeof raw === "string" ? clip(raw, MAX_CODE) : "STEP_ERROR";
+    const message = err.message as unknown;
     const stored: StoredError = {
       code,
-      message: err.message.slice(0, MAX_MESSAGE),
-      type: err.name,
+      message: clip(typeof message === "string" ? message : String(safeJson(message)), MAX_MESSAGE),
+      type: clip(String(err.name), MAX_CODE),
       retryable,
     };
     const details = safeJson((err as { details?: unknown }).details);
@@ -106,7 +135,38 @@ export function toStoredError(err: unknown, retryable: boolean): StoredError {
   }
   const json = safeJson(err);
   const message = typeof err === "string" ? err : json === undefined ? String(err) : JSON.stringify(json);
-  return { code: "NON_ERROR_THROWN", message: message.slice(0, MAX_MESSAGE), type: typeof err, retryable };
+  return { code: "NON_ERROR_THROWN", message: clip(message, MAX_MESSAGE), type: typeof err, retryable };
+}
+
+/** The first `max` UTF-16 units, without cutting a surrogate pair in two. */
+function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
+/** The error as jsonb stores it: strings and keys cleaned, details bounded (see StoredError.sanitized). */
+function storableError(raw: StoredError): StoredError {
+  const sanitized: NonNullable<StoredError["sanitized"]> = {};
+  if (raw.details !== undefined) {
+    const text = JSON.stringify(raw.details);
+    const why =
+      Buffer.byteLength(text) > MAX_ERROR_DETAILS_BYTES
+        ? `left out: larger than ${MAX_ERROR_DETAILS_BYTES} bytes`
+        : jsonbTextProblem(text)?.problem === "too-deep"
+          ? `left out: nested deeper than ${MAX_JSON_DEPTH} levels`
+          : undefined;
+    if (why !== undefined) {
+      delete raw.details;
+      sanitized.details = why;
+    }
+  }
+  const clean = sanitizeJsonText(JSON.stringify(raw));
+  const stored = JSON.parse(clean.text) as StoredError;
+  if (clean.replaced.nul > 0) sanitized.nul = clean.replaced.nul;
+  if (clean.replaced.loneSurrogates > 0) sanitized.loneSurrogates = clean.replaced.loneSurrogates;
+  if (Object.keys(sanitized).length > 0) stored.sanitized = sanitized;
+  return stored;
 }
 
 /** JSON-safe copy: cycles become "[Circular]", bigint becomes a string, functions vanish. */

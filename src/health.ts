@@ -2,12 +2,10 @@
  * Health of a pg-saga installation as an operator sees it: database, migrations, live workers and the versions
  * they serve, relay lag, dead letters and stuck sagas. Used by `engine.health()`, `pg-saga health` and /healthz.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { readMigrationFiles } from "drizzle-orm/migrator";
 import { maskConnectionString } from "./errors.js";
 import type { Executor } from "./executor.js";
-import { MIGRATIONS_FOLDER } from "./migrate.js";
+import { describeNewer } from "./migrate.js";
+import { isNewer, isUpToDate, planMigration, readTableMigrations } from "./migration-plan.js";
 
 /** Options of {@link checkHealth} and `engine.health()`. */
 export interface HealthOptions {
@@ -48,7 +46,19 @@ export interface HealthReport {
   /** Worth a look, but not unhealthy: dead letters, stuck sagas, workers that went silent. */
   warnings: string[];
   database: { ok: boolean; latencyMs: number | null; error?: string };
-  migrations: { ok: boolean; applied: number; expected: number; pending: string[] };
+  /**
+   * `pending`: table migrations not applied; `repeatable`: sql/ files (functions, views, triggers) whose applied
+   * text is not this package's; `newer`: why the database is newer than this package (then workers of this
+   * package stop taking work), else null.
+   */
+  migrations: {
+    ok: boolean;
+    applied: number;
+    expected: number;
+    pending: string[];
+    repeatable: string[];
+    newer: string | null;
+  };
   workers: { live: number; stale: number; list: WorkerHealth[] };
   /** `served`: versions live workers run; `unserved`: versions with active sagas and no live worker. */
   versions: { served: string[]; unserved: { saga: string; active: number }[] };
@@ -117,13 +127,13 @@ async function optional<T>(fn: () => Promise<T>): Promise<T | null> {
 export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<HealthReport> {
   const staleAfterMs = options.staleAfterMs ?? 15_000;
   const timeoutMs = options.timeoutMs ?? 5_000;
-  const expected = readMigrationFiles({ migrationsFolder: MIGRATIONS_FOLDER });
+  const expected = readTableMigrations();
   const report: HealthReport = {
     healthy: false,
     problems: [],
     warnings: [],
     database: { ok: false, latencyMs: null },
-    migrations: { ok: false, applied: 0, expected: expected.length, pending: [] },
+    migrations: { ok: false, applied: 0, expected: expected.length, pending: [], repeatable: [], newer: null },
     workers: { live: 0, stale: 0, list: [] },
     versions: { served: [], unserved: [] },
     relay: null,
@@ -147,20 +157,28 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
     );
     return rows;
   });
-  const applied = new Set((appliedRows ?? []).map((r) => Number(r.created_at)));
-  const tags = readJournalTags();
-  const pending = expected.filter((m) => !applied.has(m.folderMillis));
+  const plan = await planMigration(db);
+  const repeatable = plan.files.filter((f) => f.reason !== "tables changed").map((f) => f.name);
+  const newer = isNewer(plan) ? describeNewer(plan) : null;
   report.migrations = {
-    ok: pending.length === 0,
-    applied: applied.size,
+    ok: isUpToDate(plan) && newer === null,
+    applied: appliedRows?.length ?? 0,
     expected: expected.length,
-    pending: pending.map((m) => tags.get(m.folderMillis) ?? String(m.folderMillis)),
+    pending: plan.tables.map((m) => m.tag),
+    repeatable,
+    newer,
   };
-  if (pending.length > 0) {
+  if (plan.tables.length > 0) {
     report.problems.push(
-      `${pending.length} migration(s) not applied (${report.migrations.pending.join(", ")}): run pg-saga migrate`,
+      `${plan.tables.length} migration(s) not applied (${report.migrations.pending.join(", ")}): run pg-saga migrate`,
     );
   }
+  if (repeatable.length > 0) {
+    report.problems.push(
+      `${repeatable.length} sql file(s) not applied in this version (${repeatable.join(", ")}): run pg-saga migrate`,
+    );
+  }
+  if (newer) report.problems.push(`${newer}: upgrade this application`);
   if (appliedRows === null) return finish(report);
 
   const workers = await db.query<WorkerHealth>(WORKERS_SQL, [staleAfterMs]);
@@ -206,17 +224,4 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
 function finish(report: HealthReport): HealthReport {
   report.healthy = report.problems.length === 0;
   return report;
-}
-
-function readJournalTags(): Map<number, string> {
-  const tags = new Map<number, string>();
-  try {
-    const journal = JSON.parse(readFileSync(join(MIGRATIONS_FOLDER, "meta", "_journal.json"), "utf8")) as {
-      entries: { when: number; tag: string }[];
-    };
-    for (const entry of journal.entries) tags.set(entry.when, entry.tag);
-  } catch {
-    // Names are a nicety: the timestamps still identify the migrations.
-  }
-  return tags;
 }

@@ -17,6 +17,7 @@ export { createSagaEngine } from "./engine.js";
 export type { SagaEngine, SagaInstance, SagaPage, SagaState, SagaStepView } from "./engine.js";
 export type { EngineOptions, ListOptions, StartOptions } from "./options.js";
 export type { SagaMetrics } from "./sql/saga-metrics.js";
+export type { DashboardHandler, DashboardOptions } from "./dashboard/types.js";
 export { checkHealth } from "./health.js";
 export type { HealthOptions, HealthReport, SubscriptionLag, WorkerHealth } from "./health.js";
 export type { StuckReason, StuckSaga } from "./sql/stuck-sagas.js";

@@ -1,7 +1,14 @@
 import { Logger as WorkerLogger, runMigrations as runWorkerMigrations } from "graphile-worker";
 import type pg from "pg";
+import { sqlState } from "./db.js";
 import { SagaError } from "./errors.js";
-import { type MigrationPlan, MIGRATIONS_FOLDER, planMigration } from "./migration-plan.js";
+import {
+  type MigrationPlan,
+  MIGRATIONS_FOLDER,
+  PACKAGE_VERSION,
+  isNewer,
+  planMigration,
+} from "./migration-plan.js";
 import { REPEATABLE_TABLE_SQL } from "./repeatable.js";
 
 export { MIGRATIONS_FOLDER };
@@ -36,6 +43,24 @@ export interface MigrateOptions {
  * so running workers see either the old schema or the new one.
  */
 export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
+  try {
+    return await migrateNow(pool, options);
+  } catch (err) {
+    if (err instanceof SagaError) throw err;
+    const code = sqlState(err);
+    const hint =
+      code === "42501"
+        ? "; the role running migrate() lacks a privilege: run it once as the schema's owner, or grant CREATE"
+        : "";
+    throw new SagaError(
+      "MIGRATION_FAILED",
+      `pg-saga migrate failed${code ? ` (SQLSTATE ${code})` : ""}: ${(err as Error).message}${hint}`,
+      { cause: err },
+    );
+  }
+}
+
+async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<MigrateResult> {
   const client = await pool.connect();
   let result: MigrateResult;
   try {
@@ -44,11 +69,19 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
     await client.query("begin isolation level read committed");
     try {
       await client.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
-      await client.query("create schema if not exists saga");
-      await client.query(
-        `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
+      // `create ... if not exists` checks the CREATE privilege before existence: a role without it (an
+      // application role on an installed schema) must find everything current without being refused.
+      const journals = await client.query<{ found: boolean }>(
+        `select to_regclass('saga.__drizzle_migrations') is not null
+           and to_regclass('saga.__repeatable') is not null as found`,
       );
-      await client.query(REPEATABLE_TABLE_SQL);
+      if (!journals.rows[0]?.found) {
+        await client.query("create schema if not exists saga");
+        await client.query(
+          `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
+        );
+        await client.query(REPEATABLE_TABLE_SQL);
+      }
       const plan = await planMigration(client, options);
       refuseNewerSchema(plan);
       result = await apply(client, plan);
@@ -66,13 +99,23 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
 
 /** Code older than the database would put back functions the newer tables no longer match. */
 function refuseNewerSchema(plan: MigrationPlan): void {
-  if (plan.unknown.length === 0) return;
+  if (!isNewer(plan)) return;
   throw new SagaError(
     "SCHEMA_NEWER",
-    `schema saga has ${plan.unknown.length} migration(s) this version of pg-saga does not know (${plan.unknown.join(", ")}): ` +
-      "it was migrated by a newer pg-saga; upgrade this application instead of migrating with it",
-    { details: { unknown: plan.unknown } },
+    `${describeNewer(plan)}; upgrade this application instead of migrating with it`,
+    {
+      details: { unknown: plan.unknown, newerVersion: plan.newerVersion },
+    },
   );
+}
+
+/** Why the database is newer than this code, for messages. */
+export function describeNewer(plan: MigrationPlan): string {
+  const why =
+    plan.newerVersion !== null
+      ? `pg-saga ${plan.newerVersion} migrated it`
+      : `it has ${plan.unknown.length} table migration(s) this version does not know (${plan.unknown.join(", ")})`;
+  return `schema saga is newer than this pg-saga ${PACKAGE_VERSION}: ${why}`;
 }
 
 async function apply(client: pg.PoolClient, plan: MigrationPlan): Promise<MigrateResult> {
@@ -86,9 +129,9 @@ async function apply(client: pg.PoolClient, plan: MigrationPlan): Promise<Migrat
   for (const file of plan.files) {
     await run(client, file.statements, `sql/${file.name}`);
     await client.query(
-      `insert into saga.__repeatable (file, checksum) values ($1, $2)
-       on conflict (file) do update set checksum = excluded.checksum, applied_at = now()`,
-      [file.name, file.checksum],
+      `insert into saga.__repeatable (file, checksum, version) values ($1, $2, $3)
+       on conflict (file) do update set checksum = excluded.checksum, version = excluded.version, applied_at = now()`,
+      [file.name, file.checksum, PACKAGE_VERSION],
     );
   }
   if (plan.forgotten.length > 0)

@@ -4,6 +4,7 @@
  * the workers' schema check.
  */
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Executor } from "./executor.js";
@@ -11,6 +12,29 @@ import { type RepeatableFile, SQL_FOLDER, readRepeatableFiles, sha256 } from "./
 
 /** Where drizzle-kit writes pg-saga's table migrations; shipped with the package. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../migrations", import.meta.url));
+
+/** This package's version (two levels up from both src/ and dist/), recorded with each repeatable file. */
+export const PACKAGE_VERSION = (
+  createRequire(import.meta.url)("../package.json") as { version: string }
+).version;
+
+/** Orders `x.y.z` versions; a pre-release sorts before its release. */
+export function compareVersions(a: string, b: string): number {
+  const parse = (v: string) => {
+    const [core = "", pre] = v.split("-", 2);
+    return { nums: core.split(".").map((n) => Number(n) || 0), pre };
+  };
+  const x = parse(a);
+  const y = parse(b);
+  for (let i = 0; i < 3; i++) {
+    const d = (x.nums[i] ?? 0) - (y.nums[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  if (x.pre === y.pre) return 0;
+  if (x.pre === undefined) return 1;
+  if (y.pre === undefined) return -1;
+  return x.pre < y.pre ? -1 : 1;
+}
 
 export interface TableMigration {
   /** drizzle-kit's tag, e.g. `0005_relay_tables`. */
@@ -49,6 +73,8 @@ export interface MigrationPlan {
   forgotten: string[];
   /** Table migrations the database has and this package does not know: the database is newer than the code. */
   unknown: number[];
+  /** The newest pg-saga version that applied a repeatable file, when it is newer than this package. */
+  newerVersion: string | null;
 }
 
 /** Absent schema or table: nothing of it applied yet. */
@@ -72,9 +98,9 @@ export async function planMigration(
     db,
     "select created_at from saga.__drizzle_migrations",
   );
-  const recorded = await rowsOrNone<{ file: string; checksum: string }>(
+  const recorded = await rowsOrNone<{ file: string; checksum: string; version: string }>(
     db,
-    "select file, checksum from saga.__repeatable",
+    "select file, checksum, version from saga.__repeatable",
   );
   const done = new Set((applied ?? []).map((r) => Number(r.created_at)));
   const known = new Set(migrations.map((m) => m.folderMillis));
@@ -92,7 +118,18 @@ export async function planMigration(
     }),
     forgotten: [...checksums.keys()].filter((name) => !names.has(name)),
     unknown: [...done].filter((when) => !known.has(when)).sort((a, b) => a - b),
+    newerVersion:
+      (recorded ?? [])
+        .map((r) => r.version)
+        .filter((v) => compareVersions(v, PACKAGE_VERSION) > 0)
+        .sort(compareVersions)
+        .pop() ?? null,
   };
+}
+
+/** The database was migrated by a newer pg-saga than this one. */
+export function isNewer(plan: MigrationPlan): boolean {
+  return plan.unknown.length > 0 || plan.newerVersion !== null;
 }
 
 /** Nothing to apply. */

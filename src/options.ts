@@ -2,6 +2,7 @@ import type pg from "pg";
 import { z } from "zod";
 import type { AnySaga } from "./definition.js";
 import { SagaError } from "./errors.js";
+import { isStorableString, toJsonb } from "./jsonb.js";
 import type { Logger } from "./logger.js";
 import type { RetentionOptions } from "./relay/types.js";
 import { parseTraceparent } from "./observability/tracing.js";
@@ -61,7 +62,8 @@ export interface StartOptions {
   traceContext?: string;
 }
 
-const engineSchema = z.object({
+// Strict: a misspelt or unsupported option is refused, not ignored.
+const engineSchema = z.strictObject({
   connectionString: z.string().min(1).optional(),
   pool: z.unknown().optional(),
   sagas: z.array(z.unknown()),
@@ -71,6 +73,7 @@ const engineSchema = z.object({
   listenConnectionString: z.string().min(1).optional(),
   ssl: z.union([z.boolean(), z.record(z.string(), z.unknown())]).optional(),
   preparedStatements: z.boolean().optional(),
+  retention: z.unknown().optional(),
 });
 
 export interface ResolvedEngineOptions {
@@ -86,10 +89,7 @@ export interface ResolvedEngineOptions {
 export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOptions {
   const parsed = engineSchema.safeParse(options ?? {});
   if (!parsed.success) {
-    throw new SagaError(
-      "INVALID_OPTIONS",
-      `createSagaEngine: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
-    );
+    throw new SagaError("INVALID_OPTIONS", `createSagaEngine: ${formatIssues(parsed.error.issues)}`);
   }
   if (!options.pool && !options.connectionString) {
     throw new SagaError(
@@ -108,27 +108,17 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
   });
 }
 
-/** Serializes to JSON that jsonb accepts: no NUL characters, within the size limit. */
+/** Serializes to JSON that jsonb accepts (see jsonb.ts), within the size limit. */
 function toJsonText(
   value: unknown,
   what: string,
   maxBytes: number,
   code: "INVALID_INPUT" | "INVALID_OPTIONS",
 ): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (err) {
-    throw new SagaError(code, `${what} cannot be serialized to JSON: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
+  const json = toJsonb(value);
+  if (!json.ok) throw new SagaError(code, `${what} ${json.message}`, { details: { problem: json.problem } });
+  const { text } = json;
   if (text === undefined) throw new SagaError(code, `${what} cannot be serialized to JSON`);
-  if (text.includes("\\u0000"))
-    throw new SagaError(
-      code,
-      `${what} contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store`,
-    );
   const bytes = Buffer.byteLength(text);
   if (bytes > maxBytes) {
     throw new SagaError(
@@ -140,8 +130,28 @@ function toJsonText(
   return text;
 }
 
+/** Longest idempotency key, in characters (saga.start in SQL has the same limit). */
+export const MAX_IDEMPOTENCY_KEY = 255;
+
+const START_OPTIONS = new Set(["idempotencyKey", "client", "metadata", "parentId", "traceContext"]);
+
+/** Refuses keys an options object does not know, instead of ignoring a misspelt one. */
+export function refuseUnknownKeys(where: string, value: unknown, known: ReadonlySet<string>): void {
+  if (typeof value !== "object" || value === null) return;
+  const unknown = Object.keys(value).filter((k) => !known.has(k));
+  if (unknown.length > 0) {
+    throw new SagaError(
+      "INVALID_OPTIONS",
+      `${where}: unknown option(s) ${unknown.join(", ")}; expected ${[...known].join(", ")}`,
+    );
+  }
+}
+
 /** Validates everything `start()` writes, before anything is written. */
 export function checkStart(def: AnySaga, input: unknown, o: StartOptions, maxBytes: number) {
+  if (typeof o !== "object" || o === null)
+    throw new SagaError("INVALID_OPTIONS", "start: options must be an object");
+  refuseUnknownKeys("start", o, START_OPTIONS);
   const parsed = def.inputSchema.safeParse(input);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({
@@ -156,9 +166,15 @@ export function checkStart(def: AnySaga, input: unknown, o: StartOptions, maxByt
   }
   if (
     o.idempotencyKey !== undefined &&
-    (typeof o.idempotencyKey !== "string" || o.idempotencyKey.length === 0 || o.idempotencyKey.length > 255)
+    (typeof o.idempotencyKey !== "string" ||
+      o.idempotencyKey.length === 0 ||
+      o.idempotencyKey.length > MAX_IDEMPOTENCY_KEY ||
+      !isStorableString(o.idempotencyKey))
   ) {
-    throw new SagaError("INVALID_OPTIONS", "idempotencyKey must be a string of 1 to 255 characters");
+    throw new SagaError(
+      "INVALID_OPTIONS",
+      `idempotencyKey must be a string of 1 to ${MAX_IDEMPOTENCY_KEY} characters, without NUL characters or lone surrogates`,
+    );
   }
   if (
     o.metadata !== undefined &&
@@ -203,10 +219,23 @@ export interface ListOptions {
   order?: "asc" | "desc";
 }
 
-const listSchema = z.object({
-  states: z.array(z.string()).optional(),
-  name: z.string().optional(),
-  names: z.array(z.string()).optional(),
+const STATES = [
+  "running",
+  "compensating",
+  "completed",
+  "compensated",
+  "cancelled",
+  "timed_out",
+  "failed",
+  "compensation_failed",
+] as const satisfies readonly SagaState[];
+
+const storableString = z.string().refine(isStorableString, "must not hold NUL characters or lone surrogates");
+
+const listSchema = z.strictObject({
+  states: z.array(z.enum(STATES)).optional(),
+  name: storableString.optional(),
+  names: z.array(storableString).optional(),
   createdAfter: z.date().optional(),
   createdBefore: z.date().optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
@@ -215,22 +244,25 @@ const listSchema = z.object({
   order: z.enum(["asc", "desc"]).default("desc"),
 });
 
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues.map((i) => `${i.path.length > 0 ? `${i.path.join(".")}: ` : ""}${i.message}`).join("; ");
+}
+
 export function resolveListOptions(o: ListOptions, decode: (c: string) => ListFilter["cursor"]): ListFilter {
   const parsed = listSchema.safeParse(o);
-  if (!parsed.success) {
-    throw new SagaError(
-      "INVALID_OPTIONS",
-      `list: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
-    );
-  }
+  if (!parsed.success) throw new SagaError("INVALID_OPTIONS", `list: ${formatIssues(parsed.error.issues)}`);
   const f = parsed.data;
   const names = [...(f.names ?? []), ...(f.name === undefined ? [] : [f.name])];
+  // The caller's object, not zod's copy: a record copy drops a "__proto__" key, and the filter would then
+  // match every saga.
+  const metadata =
+    f.metadata === undefined ? null : toJsonText(o.metadata, "list: metadata", Infinity, "INVALID_OPTIONS");
   return {
     states: f.states ?? null,
     names: names.length > 0 ? names : null,
     createdAfter: f.createdAfter ?? null,
     createdBefore: f.createdBefore ?? null,
-    metadata: f.metadata ? JSON.stringify(f.metadata) : null,
+    metadata,
     cursor: f.cursor ? decode(f.cursor) : null,
     limit: f.limit,
     order: f.order,
@@ -238,16 +270,71 @@ export function resolveListOptions(o: ListOptions, decode: (c: string) => ListFi
 }
 
 export function encodeCursor(row: Pick<InstanceRow, "id"> & { created_key: string }): string {
-  // Microseconds matter for keyset order: the text form keeps them, a JS Date would not.
+  // created_at in microseconds since the epoch: keyset order needs them all, and a number has one spelling.
   return Buffer.from(JSON.stringify([row.created_key, row.id])).toString("base64url");
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// Microseconds since the epoch: 16 digits reach past the year 2200, and stay far inside timestamptz's range.
+const MICROS = /^-?\d{1,16}$/;
+
 export function decodeCursor(cursor: string): ListFilter["cursor"] {
   try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, "base64url").toString()) as [string, string];
-    if (typeof createdAt === "string" && typeof id === "string") return { createdAt, id };
+    const decoded = JSON.parse(Buffer.from(cursor, "base64url").toString()) as unknown;
+    if (Array.isArray(decoded) && decoded.length === 2) {
+      const [createdMicros, id] = decoded as unknown[];
+      if (
+        typeof createdMicros === "string" &&
+        MICROS.test(createdMicros) &&
+        typeof id === "string" &&
+        UUID.test(id)
+      )
+        return { createdMicros, id };
+    }
   } catch {
     // fall through
   }
   throw new SagaError("INVALID_OPTIONS", "list: cursor is not one that list() returned");
+}
+
+/** A cancel or retry reason: stored in the saga's error and events. */
+export function checkReason(reason: unknown, what = "reason"): void {
+  if (typeof reason !== "string" || reason.length > 1_000 || !isStorableString(reason))
+    throw new SagaError(
+      "INVALID_OPTIONS",
+      `${what} must be a string of at most 1000 characters, without NUL characters or lone surrogates`,
+    );
+}
+
+/**
+ * Refuses worker options out of range, as start() refuses bad input: nothing starts with them.
+ *
+ * @example
+ * checkWorkerOptions({ concurrency: 0 }); // throws SagaError INVALID_OPTIONS
+ */
+export function checkWorkerOptions(o: {
+  concurrency?: unknown;
+  pollInterval?: unknown;
+  heartbeatInterval?: unknown;
+  deadWorkerAfter?: unknown;
+  reapInterval?: unknown;
+  abortGrace?: unknown;
+}): void {
+  const limits: [keyof typeof o, number, number][] = [
+    ["concurrency", 1, 1000],
+    ["pollInterval", 1, 3_600_000],
+    ["heartbeatInterval", 1, 3_600_000],
+    ["deadWorkerAfter", 1, 86_400_000],
+    ["reapInterval", 1, 3_600_000],
+    ["abortGrace", 0, 3_600_000],
+  ];
+  for (const [key, min, max] of limits) {
+    const value = o[key];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max)
+      throw new SagaError(
+        "INVALID_OPTIONS",
+        `runWorker: ${key} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}`,
+      );
+  }
 }

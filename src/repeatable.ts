@@ -55,9 +55,10 @@ export function readRepeatableFiles(folder = SQL_FOLDER): RepeatableFile[] {
     });
 }
 
-/** The table that records which text of each file the database runs. */
+/** Which text of each file the database runs, and the pg-saga version that applied it. */
 export const REPEATABLE_TABLE_SQL = `create table if not exists saga.__repeatable (
   file text primary key,
   checksum text not null,
+  version text not null,
   applied_at timestamptz not null default now()
 )`;

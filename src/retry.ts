@@ -1,4 +1,4 @@
-import { type Duration, toMs } from "./duration.js";
+import { type Duration, MAX_DURATION_MS, toMs } from "./duration.js";
 import { SagaError } from "./errors.js";
 
 /** How random the wait between attempts is: `full` draws from [0, d], `equal` from [d/2, d], `none` waits d. */
@@ -102,7 +102,8 @@ export const retry = {
 
 /** The wait after `attempt` failed, jitter applied. */
 export function delayFor(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const base = policy.baseDelayMs(attempt);
+  // An exponential policy without maxDelay grows past any timestamp after enough attempts.
+  const base = Math.min(policy.baseDelayMs(attempt), MAX_DURATION_MS);
   switch (policy.jitter) {
     case "full":
       return Math.round(random() * base);

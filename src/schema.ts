@@ -187,3 +187,15 @@ export const definitions = sagaSchema.table(
   },
   (t) => [primaryKey({ columns: [t.name, t.version] })],
 );
+
+/**
+ * Cancels asked for while the saga's row was locked (a transactional step holds that lock while its handler
+ * runs): written without touching the instance row, read by the worker running the step, which aborts it, and
+ * by the cancel job, which performs the cancel and deletes the request. No foreign key on purpose: its check
+ * would take a key-share lock on the instance row and wait for that same lock.
+ */
+export const cancelRequests = sagaSchema.table("cancel_requests", {
+  sagaId: uuid("saga_id").primaryKey(),
+  reason: text("reason").notNull(),
+  requestedAt: tstz("requested_at").notNull().defaultNow(),
+});

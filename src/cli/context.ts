@@ -5,6 +5,9 @@ import { type SagaEngine, createSagaEngine } from "../engine.js";
 import { SagaError, maskConnectionString } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { type Colours, colours } from "./format.js";
+import { logDestination } from "./log-format.js";
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
 /** Options every command accepts (commander's global options). */
 export interface GlobalOptions {
@@ -62,6 +65,23 @@ export class Cli {
   databaseUrl(): string {
     const url = this.options.database ?? process.env.DATABASE_URL;
     if (!url) throw new CliError("NO_DATABASE", "no database: set DATABASE_URL or pass --database <url>", 2);
+    const from = this.options.database === undefined ? "DATABASE_URL" : "--database";
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (
+      !parsed ||
+      !["postgres:", "postgresql:"].includes(parsed.protocol) ||
+      (!parsed.hostname && !parsed.search)
+    )
+      throw new CliError(
+        "INVALID_OPTIONS",
+        `${from} is not a PostgreSQL URL: expected postgres://<user>[:<password>]@<host>[:5432]/<database>`,
+        2,
+      );
     return url;
   }
 
@@ -78,9 +98,21 @@ export class Cli {
 
   /** pino on stderr (stdout stays clean for --json), adapted to the engine's logger interface. */
   logger(defaultLevel = "warn"): Logger {
+    const level = this.options.logLevel ?? process.env.LOG_LEVEL ?? defaultLevel;
+    if (!LOG_LEVELS.includes(level))
+      throw new CliError(
+        "INVALID_OPTIONS",
+        `${this.options.logLevel === undefined ? "LOG_LEVEL" : "--log-level"} must be one of ${LOG_LEVELS.join(", ")}; got ${JSON.stringify(level)}`,
+        2,
+      );
+    // Readable lines on a terminal, JSON for everything else (a log collector, a file, --json).
+    const tty = (this.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
     this.log ??= pino(
-      { level: this.options.logLevel ?? process.env.LOG_LEVEL ?? defaultLevel, base: { pid: process.pid } },
-      pino.destination({ fd: 2, sync: true }),
+      { level, base: { pid: process.pid } },
+      logDestination(this.stderr, {
+        pretty: tty,
+        c: colours(tty && this.options.color !== false && !process.env.NO_COLOR),
+      }),
     );
     const p = this.log;
     return {
@@ -134,7 +166,19 @@ export function describeError(err: unknown): { code: string; message: string; ex
     /ECONNREFUSED/.test(message)
   )
     message = `cannot reach the database: ${message}`;
-  // A SQLSTATE: name it, it is what a DBA searches for.
-  if (/^[0-9A-Z]{5}$/.test(code) && !message.includes(code)) message = `${message} (SQLSTATE ${code})`;
+  // pg's own (client-side) error when the server asks for a password the URL does not have.
+  if (/client password must be a string/.test(message))
+    return {
+      code: "NO_PASSWORD",
+      message:
+        "the server asks for a password and the connection string has none: postgres://user:PASSWORD@host/db (or set PGPASSWORD)",
+      exitCode: 2,
+    };
+  // A SQLSTATE (five characters, at least one digit: not "ERROR") is named once by the caller: "(SQLSTATE 3D000)".
   return { code, message: maskConnectionString(message.split("\n")[0] ?? message), exitCode: 1 };
+}
+
+/** Whether an error code is a PostgreSQL SQLSTATE, what a DBA searches for. */
+export function isSqlState(code: string): boolean {
+  return /^[0-9A-Z]{5}$/.test(code) && /\d/.test(code);
 }

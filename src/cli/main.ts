@@ -4,12 +4,14 @@
  */
 import { createRequire } from "node:module";
 import { Command, CommanderError, Option } from "commander";
-import { Cli, type GlobalOptions, describeError } from "./context.js";
+import { Cli, type GlobalOptions, describeError, isSqlState } from "./context.js";
+import { addDashboardCommand } from "./commands/dashboard.js";
 import { demoCommand } from "./commands/demo.js";
 import { eventsCommand } from "./commands/events.js";
 import { healthCommand, statsCommand, stuckCommand } from "./commands/observe.js";
 import { cancelCommand, migrateCommand, retryCommand } from "./commands/operate.js";
 import { collect, listCommand, showCommand } from "./commands/read.js";
+import { resetCommand } from "./commands/reset.js";
 import { workerCommand } from "./commands/worker.js";
 
 // Two levels up from both src/cli/ and dist/cli/.
@@ -50,6 +52,7 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
   program
     .command("migrate")
     .description("install or upgrade schema saga and graphile-worker's schema (idempotent)")
+    .option("--dry-run", "list the table migrations and sql files migrate would apply; change nothing")
     .action(run(migrateCommand));
 
   program
@@ -148,6 +151,16 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
     .option("--max-relay-lag <ms>", "unhealthy when a durable subscription lags more")
     .action(run((cli, o: Parameters<typeof healthCommand>[1]) => healthCommand(cli, o)));
 
+  addDashboardCommand(program, run);
+
+  program
+    .command("reset")
+    .description(
+      "development only: drop schemas saga and graphile_worker (every saga, event and job); needs --yes",
+    )
+    .option("--yes", "yes, drop them")
+    .action(run((cli, o: { yes?: boolean }) => resetCommand(cli, o)));
+
   program
     .command("demo")
     .description("run an order saga twice (completed, then compensated) and print its events live")
@@ -179,7 +192,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(
         json
           ? `${JSON.stringify({ error: { code: errorCode, message } })}\n`
-          : `pg-saga: ${message} (${errorCode})\n`,
+          : `pg-saga: ${message} (${isSqlState(errorCode) ? `SQLSTATE ${errorCode}` : errorCode})\n`,
       );
       code = exitCode;
     }

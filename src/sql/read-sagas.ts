@@ -65,7 +65,8 @@ export interface ListFilter {
   createdAfter: Date | null;
   createdBefore: Date | null;
   metadata: string | null;
-  cursor: { createdAt: string; id: string } | null;
+  /** Where the previous page ended: created_at in microseconds since the epoch (exact), and id. */
+  cursor: { createdMicros: string; id: string } | null;
   limit: number;
   order: "asc" | "desc";
 }
@@ -80,13 +81,15 @@ export async function listSagas(
 ): Promise<(InstanceRow & { created_key: string })[]> {
   const cmp = f.order === "asc" ? ">" : "<";
   const { rows } = await db.query<InstanceRow & { created_key: string }>(
-    `select ${COLUMNS}, i.created_at::text as created_key from saga.instances i
+    `select ${COLUMNS}, round(extract(epoch from i.created_at) * 1000000)::bigint::text as created_key
+     from saga.instances i
      where ($1::text[] is null or i.state = any($1))
        and ($2::text[] is null or i.name = any($2))
        and ($3::timestamptz is null or i.created_at >= $3)
        and ($4::timestamptz is null or i.created_at < $4)
        and ($5::jsonb is null or i.metadata @> $5)
-       and ($6::timestamptz is null or (i.created_at, i.id) ${cmp} ($6::timestamptz, $7::uuid))
+       and ($6::bigint is null
+         or (i.created_at, i.id) ${cmp} (timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::uuid))
      order by i.created_at ${f.order}, i.id ${f.order}
      limit $8`,
     [
@@ -95,7 +98,7 @@ export async function listSagas(
       f.createdAfter,
       f.createdBefore,
       f.metadata,
-      f.cursor?.createdAt ?? null,
+      f.cursor?.createdMicros ?? null,
       f.cursor?.id ?? null,
       f.limit,
     ],

@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS, setLongTimeout } from "../long-timer.js";
 import type { FailureKind } from "./decide.js";
 
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown; kind: FailureKind };
@@ -10,6 +11,8 @@ export class AbortError extends Error {
   constructor(
     readonly code: AbortCode,
     message: string,
+    /** A cancel asked for while the step held the saga's row: its reason, read from saga.cancel_requests. */
+    readonly requested?: string,
   ) {
     super(message);
   }
@@ -27,7 +30,7 @@ export async function callHandler(
   timeoutMs: number | undefined,
   graceMs = 0,
 ): Promise<Outcome> {
-  let timer: NodeJS.Timeout | undefined;
+  let cancelTimer: (() => void) | undefined;
   const aborted = new Promise<Outcome>((resolve) => {
     const onAbort = () => {
       const reason: unknown = controller.signal.reason;
@@ -39,7 +42,7 @@ export async function callHandler(
     else controller.signal.addEventListener("abort", onAbort, { once: true });
   });
   if (timeoutMs !== undefined)
-    timer = setTimeout(
+    cancelTimer = setLongTimeout(
       () =>
         controller.abort(
           new AbortError("STEP_TIMEOUT", `the attempt did not finish within its ${timeoutMs} ms timeout`),
@@ -62,12 +65,12 @@ export async function callHandler(
     const reason: unknown = controller.signal.reason;
     if (graceMs > 0 && !returned && reason instanceof AbortError && interrupted(reason.code)) {
       let grace: NodeJS.Timeout | undefined;
-      await Promise.race([run, new Promise((r) => (grace = setTimeout(r, graceMs)))]);
+      await Promise.race([run, new Promise((r) => (grace = setTimeout(r, Math.min(graceMs, MAX_TIMER_MS))))]);
       clearTimeout(grace);
     }
     return outcome;
   } finally {
-    if (timer) clearTimeout(timer);
+    cancelTimer?.();
   }
 }
 

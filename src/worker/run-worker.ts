@@ -7,7 +7,7 @@ import type { AnySaga, StepDefinition } from "../definition.js";
 import { type Connections, routeListen } from "../connections.js";
 import { guardConnectionRejections, lossAware } from "../db.js";
 import { SagaError } from "../errors.js";
-import { type Subscriber, createListener } from "../listen.js";
+import type { Subscriber } from "../listen.js";
 import type { Logger } from "../logger.js";
 import { quietWorkerLogger } from "../migrate.js";
 import {
@@ -19,7 +19,9 @@ import {
 import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
+import { MAX_TIMER_MS } from "../long-timer.js";
 import { AbortError } from "./call-handler.js";
+import { abortInterrupted, listenForControl, runningSagas } from "./control.js";
 import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
 import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
@@ -57,6 +59,11 @@ export interface WorkerOptions {
   relay?: RelayOptions | false;
   /** Retention, run by the active relay; overrides the engine's `retention`. */
   retention?: RetentionOptions | undefined;
+  /**
+   * How often the worker looks whether a newer pg-saga migrated the database, in ms; it then stops taking work
+   * (`ended` resolves with a SCHEMA_NEWER error). Default 10000.
+   */
+  schemaCheckInterval?: number;
 }
 
 /** A running worker process's handle. */
@@ -71,6 +78,11 @@ export interface SagaWorker {
    * and releases them, so another worker retries them at once.
    */
   stop(options?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Resolves once the worker has stopped: with `null` after `stop()`, with a SCHEMA_NEWER {@link SagaError}
+   * when it stopped on its own because a newer release migrated the database.
+   */
+  readonly ended: Promise<SagaError | null>;
 }
 
 export const sagaTask = (def: AnySaga) => `saga:${def.name}@${def.version}`;
@@ -106,7 +118,7 @@ export async function startWorker(
   logger: Logger,
   options: WorkerOptions = {},
   health?: HealthCheck,
-): Promise<SagaWorker> {
+): Promise<Omit<SagaWorker, "ended">> {
   const concurrency = options.concurrency ?? 10;
   const heartbeatMs = options.heartbeatInterval ?? 2_000;
   const deadAfterMs = options.deadWorkerAfter ?? 15_000;
@@ -159,6 +171,8 @@ export async function startWorker(
     },
     wakeAfter(delays) {
       for (const delay of delays) {
+        // Past a timer's range the job's run_at is found by graphile-worker's poll.
+        if (delay + 5 > MAX_TIMER_MS) continue;
         const timer = setTimeout(() => {
           timers.delete(timer);
           workerPool?.nudge(1);
@@ -230,7 +244,7 @@ export async function startWorker(
   try {
     await observed.listen();
     runner = await startRunner();
-    subscriber = await listenForControl(connections.listen, active, logger);
+    subscriber = await listenForControl(connections.listen, pool, id, active, logger);
     if (relayOptions)
       relay = startRelay({
         connection: connections.query,
@@ -338,6 +352,8 @@ export async function startWorker(
     },
     true,
   );
+  // A missed saga_control notification delays a cancel's abort by one heartbeat at most (see control.ts).
+  every(heartbeatMs, () => abortInterrupted(pool, id, active, runningSagas(active)), true);
   every(options.reapInterval ?? 5_000, async () => {
     const own = await reapOwn(pool, byKey, {
       workerId: id,
@@ -383,28 +399,4 @@ export async function startWorker(
       }
     },
   };
-}
-
-/** Cancel and deadline transitions NOTIFY `saga_control`; the worker running that saga's step aborts it. */
-async function listenForControl(
-  connection: pg.ClientConfig,
-  active: Map<AbortController, string>,
-  logger: Logger,
-): Promise<Subscriber> {
-  const subscriber = createListener(connection, (err) =>
-    logger.warn("control listener error", { error: String(err) }),
-  );
-  subscriber.notifications.on("saga_control", (message: { id?: string; abort?: string; step?: number }) => {
-    if (!message?.id) return;
-    const code = message.abort === "timeout" ? "SAGA_TIMEOUT" : "SAGA_CANCELLED";
-    for (const [controller, key] of active) {
-      if (key.startsWith(`${message.id}/execute/`))
-        controller.abort(
-          new AbortError(code, `the saga was ${message.abort === "timeout" ? "timed out" : "cancelled"}`),
-        );
-    }
-  });
-  await subscriber.connect();
-  await subscriber.listenTo("saga_control");
-  return subscriber;
 }

@@ -2,14 +2,18 @@ import type pg from "pg";
 import type { AnySaga, TransactionalStepContext } from "../definition.js";
 import { BusinessError, SagaError, toStoredError } from "../errors.js";
 import type { Executor } from "../executor.js";
+import { fromJsonbText, toJsonb } from "../jsonb.js";
 import { type Logger, scopedLogger } from "../logger.js";
 import { isTransientDbError } from "../db.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
+import { cancelAbort, stopQueries } from "./aborted.js";
+import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
 import {
   type Claim,
   type DecideEnv,
   endInterrupted,
+  fenceHolds,
   interrupt,
   planNext,
   recordFailure,
@@ -45,6 +49,9 @@ export interface WorkerEnv extends DecideEnv {
   /** Tracing and step metrics; absent, or returning nothing, when both are off. */
   observeStep?: StepObserver;
 }
+
+/** PostgreSQL's largest statement_timeout, in ms (an int). */
+const MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647;
 
 /** How long a saga job keeps trying through database errors before it hands the job back to graphile-worker. */
 const JOB_RETRY_FAILURES = 30;
@@ -91,20 +98,19 @@ async function runSagaJobOnce(
 ): Promise<void> {
   const { id } = payload;
   if (payload.deadline || payload.cancel !== undefined) {
+    // A cancel asked for from SQL: the first reason recorded is the one the saga keeps.
+    const reason =
+      payload.cancel === undefined ? undefined : ((await readCancelRequest(env.db, id)) ?? payload.cancel);
     await transition(
       env,
       id,
       (t) => {
-        interrupt(
-          t,
-          def,
-          payload.deadline ? "timeout" : "cancel",
-          payload.cancel ?? "the saga deadline passed",
-        );
+        interrupt(t, def, payload.deadline ? "timeout" : "cancel", reason ?? "the saga deadline passed");
       },
       undefined,
       jobId,
     );
+    if (payload.cancel !== undefined) await takeCancelRequest(env.db, id);
     return;
   }
   let claim = await transition(
@@ -124,22 +130,33 @@ async function runSagaJobOnce(
 function validateInput(t: Transition, def: AnySaga): boolean {
   if (t.saga.state !== "running" || t.saga.steps.length > 0) return true;
   const parsed = def.inputSchema.safeParse(t.saga.data);
-  if (parsed.success) {
-    t.setInstance({ data: parsed.data ?? null });
+  // The parsed input (defaults, transforms) is stored, so it is what the first step gets wherever it runs.
+  const json = parsed.success ? toJsonb(parsed.data ?? null) : null;
+  if (json?.ok && json.text !== undefined) {
+    t.setInstance({ data: fromJsonbText(json.text) });
     return true;
   }
-  const issues = parsed.error.issues.map((i) => ({
-    path: i.path.map(String),
-    code: i.code,
-    message: i.message,
-  }));
-  const error = {
-    code: "INVALID_INPUT",
-    message: `input of saga "${def.name}" is invalid: ${issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`,
-    type: "SagaError",
-    retryable: false,
-    details: { issues },
-  };
+  const issues = parsed.success
+    ? [
+        {
+          path: [],
+          code: "custom",
+          message: `the parsed input ${json?.ok === false ? json.message : "is not JSON"}`,
+        },
+      ]
+    : parsed.error.issues.map((i) => ({
+        path: i.path.map(String),
+        code: i.code,
+        message: i.message,
+      }));
+  const error = toStoredError(
+    new SagaError(
+      "INVALID_INPUT",
+      `input of saga "${def.name}" is invalid: ${issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`,
+      { details: { issues } },
+    ),
+    false,
+  );
   t.setState("failed", { error, finished: true });
   t.event("saga.failed", undefined, { error });
   return false;
@@ -195,13 +212,16 @@ async function runClaim(
     if (!outcome.ok && outcome.kind === "error")
       logger.warn("step attempt failed", { error: toStoredError(outcome.error, true) });
     let applied = true;
+    const requested = cancelAbort(outcome) ? await readCancelRequest(env.db, id) : null;
     const next = await transition(
       env,
       id,
       (t) => {
-        applied = record(t, def, env, claim, outcome, durationMs);
+        // A cancel asked for while the step ran (the handler was aborted for it): performed here.
+        if (requested !== null && fenceHolds(t, claim, env.workerId)) interrupt(t, def, "cancel", requested);
+        else applied = record(t, def, env, claim, outcome, durationMs);
         // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
-        if (!applied) endInterrupted(t, env, claim);
+        if (!applied || requested !== null) endInterrupted(t, env, claim);
         return env.stopping
           ? handOver(t)
           : planNext(
@@ -266,8 +286,12 @@ async function runTransactional(
 ): Promise<Held | null> {
   // The statement timeout bounds the handler's queries; the savepoint keeps the failure record when the
   // handler's writes roll back. Both go with BEGIN and the lock, and end with the record and COMMIT.
+  // statement_timeout is an int of ms: a longer step timeout caps each statement at its maximum (about 24.8
+  // days), while the step as a whole is still bounded by its own timer (callHandler).
   const timeoutMs = claim.step.timeoutMs;
-  const prelude = `${timeoutMs === undefined ? "" : `set local statement_timeout = ${Math.max(1, timeoutMs)};\n`}savepoint saga_step`;
+  const statementMs =
+    timeoutMs === undefined ? undefined : Math.min(Math.max(1, timeoutMs), MAX_STATEMENT_TIMEOUT_MS);
+  const prelude = `${statementMs === undefined ? "" : `set local statement_timeout = ${statementMs};\n`}savepoint saga_step`;
   return lockedTransition(
     env,
     id,
@@ -278,8 +302,9 @@ async function runTransactional(
       }
       const started = performance.now();
       let settled = false;
+      const inFlight = new Set<Promise<unknown>>();
       const tx: Executor = {
-        query: (text, values) => {
+        query: <R>(text: string, values?: readonly unknown[]) => {
           if (settled)
             return Promise.reject(
               new SagaError(
@@ -287,7 +312,13 @@ async function runTransactional(
                 "ctx.tx used after the step ended; await every query inside execute",
               ),
             );
-          return db.query(text, values);
+          const query = db.query<R>(text, values);
+          inFlight.add(query);
+          void query.then(
+            () => inFlight.delete(query),
+            () => inFlight.delete(query),
+          );
+          return query;
         },
       };
       const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
@@ -298,11 +329,19 @@ async function runTransactional(
         await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs),
       );
       settled = true;
+      if (!outcome.ok && outcome.error instanceof AbortError) await stopQueries(env.pool, db, inFlight);
       const durationMs = Math.round(performance.now() - started);
       probe?.end(outcome, durationMs);
-      close.push(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
+      // A cancel asked for while this step held the row lock (the handler was aborted for it): performed in
+      // this transaction, the handler's writes rolled back.
+      let requested: string | null = null;
+      if (cancelAbort(outcome)) {
+        await db.query("rollback to savepoint saga_step");
+        requested = await takeCancelRequest(db, id);
+      } else close.push(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
       if (timeoutMs !== undefined) close.push("set local statement_timeout = default");
-      record(t, def, env, claim, outcome, durationMs);
+      if (requested !== null) interrupt(t, def, "cancel", requested);
+      else record(t, def, env, claim, outcome, durationMs);
       return env.stopping ? handOver(t) : planNext(t, def, env);
     },
     jobId,
@@ -316,28 +355,24 @@ function handOver(t: Transition): null {
   return null;
 }
 
-// A NUL character JSON-escaped (preceded by an even number of backslashes): jsonb cannot store it.
-const JSON_NUL = /(?:^|[^\\])(?:\\\\)*\\u0000/;
-
 /**
- * An output jsonb cannot store (a NUL character, a cycle, a BigInt) fails the attempt for good with
- * `INVALID_OUTPUT`, instead of failing the record transaction on every retry (a poison job).
+ * A step's output as the database gives it back: the next step receives this whether it runs in this process
+ * or after a reload (Dates become strings, Maps `{}`, undefined fields vanish; see docs/data.md). An output
+ * jsonb cannot store (see jsonb.ts: a NUL character, a lone surrogate, a cycle, a BigInt, too deep) fails the
+ * attempt for good with `INVALID_OUTPUT`, instead of failing the record transaction on every retry.
  */
 function storable(claim: Claim, outcome: Outcome): Outcome {
   if (!outcome.ok || claim.kind !== "execute" || outcome.value === undefined) return outcome;
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(outcome.value);
-  } catch (err) {
-    text = undefined;
-    const message = `step "${claim.step.name}" returned an output that is not JSON: ${(err as Error).message}`;
-    return { ok: false, kind: "error", error: new BusinessError("INVALID_OUTPUT", message) };
+  const json = toJsonb(outcome.value);
+  if (!json.ok) {
+    const message = `step "${claim.step.name}" returned an output that ${json.message}`;
+    return {
+      ok: false,
+      kind: "error",
+      error: new BusinessError("INVALID_OUTPUT", message, { problem: json.problem }),
+    };
   }
-  if (text !== undefined && JSON_NUL.test(text)) {
-    const message = `step "${claim.step.name}" returned an output with a NUL character (\\u0000), which jsonb cannot store`;
-    return { ok: false, kind: "error", error: new BusinessError("INVALID_OUTPUT", message) };
-  }
-  return outcome;
+  return { ok: true, value: json.text === undefined ? undefined : fromJsonbText(json.text) };
 }
 
 function recordable(t: Transition, env: WorkerEnv, claim: Claim): boolean {

@@ -46,7 +46,15 @@ const AFTER_SQL = `select ${COLUMNS} from saga.outbox o
 
 const TAIL_SQL = `select ${COLUMNS} from saga.outbox o where ${FILTERS} order by o.xid desc, o.id desc limit $4`;
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export async function eventsCommand(cli: Cli, o: EventsCommandOptions): Promise<void> {
+  if (o.saga !== undefined && !UUID.test(o.saga))
+    throw new CliError(
+      "INVALID_OPTIONS",
+      `--saga takes a saga id (a uuid, as pg-saga list prints it); got ${JSON.stringify(o.saga)}`,
+      2,
+    );
   const pool = cli.engine().pool;
   const limit = parseInteger(o.limit, "--limit", 1, 100_000);
   const interval = parseInteger(o.interval, "--interval", 10, 60_000);

@@ -129,6 +129,8 @@ function renderHealth(cli: Cli, r: HealthReport): string {
     lines.push(
       `migrations    ${ok(r.migrations.ok, `${r.migrations.applied}/${r.migrations.expected} applied`)}${
         r.migrations.pending.length ? ` (pending: ${r.migrations.pending.join(", ")})` : ""
+      }${r.migrations.repeatable.length ? ` (sql files to re-apply: ${r.migrations.repeatable.join(", ")})` : ""}${
+        r.migrations.newer ? ` (${r.migrations.newer})` : ""
       }`,
       `workers       ${r.workers.live} live, ${r.workers.stale} silent`,
       ...r.workers.list.map(

@@ -40,6 +40,22 @@ function isSaga(value: unknown): value is AnySaga {
 }
 
 /**
+ * One line saying where a module failed to load and why: esbuild's (tsx) "Transform failed" message has the
+ * file:line:column on a later line; node's SyntaxError has it at the top of its stack.
+ */
+export function loadError(err: unknown): string {
+  const e = err as { message?: unknown; stack?: unknown };
+  const message = typeof e?.message === "string" ? e.message : String(err);
+  const esbuild = /^(.+?):(\d+):(\d+): ERROR: (.+)$/m.exec(message);
+  if (esbuild) return `${esbuild[1]}:${esbuild[2]}:${esbuild[3]}: ${esbuild[4]}`;
+  const at = typeof e?.stack === "string" ? /^(file:\/\/\S+:\d+)$/m.exec(e.stack) : null;
+  const first = message.split("\n")[0] ?? message;
+  if (at?.[1])
+    return `${at[1].replace(/^file:\/\//, "")}: ${err instanceof Error ? err.name : "Error"}: ${first}`;
+  return first;
+}
+
+/**
  * The saga definitions a module exports: named exports, the default export, and arrays of definitions.
  *
  * @example
@@ -72,7 +88,9 @@ export async function loadSagas(specs: string[], cwd = process.cwd()): Promise<A
       register();
       (globalThis as Record<symbol, unknown>)[TSX_FLAG] = true;
     }
-    const exports = (await import(url)) as Record<string, unknown>;
+    const exports = (await import(url).catch((err: unknown) => {
+      throw new CliError("MODULE_NOT_LOADABLE", `cannot load saga module ${spec}: ${loadError(err)}`, 2);
+    })) as Record<string, unknown>;
     const values = Object.values(exports).flatMap((v) => (Array.isArray(v) ? (v as unknown[]) : [v]));
     const sagas = values.filter(isSaga);
     if (sagas.length === 0)
@@ -136,8 +154,10 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
         .finally(resolveDone);
     };
     process.on("SIGTERM", onSignal).on("SIGINT", onSignal);
-    await done;
+    // A newer release migrated the database: the worker stopped on its own; the error line says why.
+    const endedWith = await Promise.race([done.then(() => null), worker.ended]);
     process.off("SIGTERM", onSignal).off("SIGINT", onSignal);
+    if (endedWith) throw endedWith;
   } finally {
     await engine.close();
   }
