@@ -6,6 +6,7 @@
  *
  * Run it: `npm run example:order` (DATABASE_URL, or an embedded PostgreSQL).
  */
+import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { BusinessError, RetryableError, compensation, defineSaga, retry } from "../src/index.js";
 import { type Log, isMain, runFromCommandLine, settle, withEngine } from "./run-example.js";
@@ -90,20 +91,26 @@ export function ecommerceOrderSaga(shop: Shop) {
 export async function runEcommerceExample(url: string, log: Log = () => {}) {
   const shop = new Shop();
   const saga = ecommerceOrderSaga(shop);
+  // Keys of this run: a second run starts new sagas instead of finding the first run's.
+  const run = randomUUID().slice(0, 8);
   return withEngine(url, [saga], async (engine) => {
     const order = { customerId: "c-1", sku: "keyboard", quantity: 2, amount: 120 };
-    const ok = await engine.start(saga, { ...order, card: "valid" }, { idempotencyKey: "order-1001" });
+    const ok = await engine.start(saga, { ...order, card: "valid" }, { idempotencyKey: `order-1001-${run}` });
     const okSaga = await settle(engine, ok.id, "order-1001 (valid card)", log);
 
     const declined = await engine.start(
       saga,
       { ...order, card: "declined" },
-      { idempotencyKey: "order-1002" },
+      { idempotencyKey: `order-1002-${run}` },
     );
     const declinedSaga = await settle(engine, declined.id, "order-1002 (declined card)", log);
 
     shop.gatewayHiccups = 2;
-    const flaky = await engine.start(saga, { ...order, card: "valid" }, { idempotencyKey: "order-1003" });
+    const flaky = await engine.start(
+      saga,
+      { ...order, card: "valid" },
+      { idempotencyKey: `order-1003-${run}` },
+    );
     const flakySaga = await settle(engine, flaky.id, "order-1003 (gateway timed out twice)", log);
 
     log(

@@ -7,16 +7,19 @@
  *
  * Run it: `npm run example:transfer` (DATABASE_URL, or an embedded PostgreSQL).
  */
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { z } from "zod";
 import { BusinessError, RetryableError, compensation, defineSaga, retry } from "../src/index.js";
 import { type Log, isMain, runFromCommandLine, settle, withEngine } from "./run-example.js";
 
+// The example's tables live in a schema of their own, never in an application's public schema.
 export const TRANSFER_TABLES = `
-create table if not exists example_accounts (
+create schema if not exists examples;
+create table if not exists examples.accounts (
   id text primary key, balance bigint not null check (balance >= 0), held bigint not null default 0 check (held >= 0),
   frozen boolean not null default false);
-create table if not exists example_ledger (
+create table if not exists examples.ledger (
   transfer_id uuid not null, entry text not null, account text not null, amount bigint not null,
   primary key (transfer_id, entry));`;
 
@@ -24,9 +27,9 @@ const input = z.object({ from: z.string(), to: z.string(), amount: z.number().in
 
 /** One idempotent compensation: the ledger entry and the balance change commit together, at most once. */
 const COMPENSATE_SQL = `
-with entry as (insert into example_ledger (transfer_id, entry, account, amount) values ($1, $2, $3, $4)
+with entry as (insert into examples.ledger (transfer_id, entry, account, amount) values ($1, $2, $3, $4)
                on conflict do nothing returning 1)
-update example_accounts set balance = balance + $5, held = held + $6
+update examples.accounts set balance = balance + $5, held = held + $6
 where id = $3 and exists (select 1 from entry)`;
 
 /** The transfer saga. `flaky`: transfers whose debit fails once, after writing (rolled back, then retried). */
@@ -44,7 +47,7 @@ export function moneyTransferSaga(pool: pg.Pool, flaky = new Set<string>()) {
       transactional: true,
       execute: async (d, ctx) => {
         const { rows } = await ctx.tx.query<{ id: string; available: string }>(
-          "select id, balance - held as available from example_accounts where id = any($1)",
+          "select id, balance - held as available from examples.accounts where id = any($1)",
           [[d.from, d.to]],
         );
         const found = new Set(rows.map((r) => r.id));
@@ -60,7 +63,7 @@ export function moneyTransferSaga(pool: pg.Pool, flaky = new Set<string>()) {
       transactional: true,
       execute: async (d, ctx) => {
         const held = await ctx.tx.query(
-          "update example_accounts set held = held + $2 where id = $1 and balance - held >= $2",
+          "update examples.accounts set held = held + $2 where id = $1 and balance - held >= $2",
           [d.from, d.amount],
         );
         if (held.rowCount === 0)
@@ -74,11 +77,11 @@ export function moneyTransferSaga(pool: pg.Pool, flaky = new Set<string>()) {
       retry: retry.fixed({ maxAttempts: 3, delay: "50ms" }),
       execute: async (d, ctx) => {
         await ctx.tx.query(
-          "update example_accounts set balance = balance - $2, held = held - $2 where id = $1",
+          "update examples.accounts set balance = balance - $2, held = held - $2 where id = $1",
           [d.from, d.amount],
         );
         await ctx.tx.query(
-          "insert into example_ledger (transfer_id, entry, account, amount) values ($1, 'debit', $2, $3)",
+          "insert into examples.ledger (transfer_id, entry, account, amount) values ($1, 'debit', $2, $3)",
           [ctx.sagaId, d.from, -d.amount],
         );
         if (flaky.delete(ctx.sagaId))
@@ -92,16 +95,16 @@ export function moneyTransferSaga(pool: pg.Pool, flaky = new Set<string>()) {
       transactional: true,
       execute: async (d, ctx) => {
         const to = await ctx.tx.query<{ frozen: boolean }>(
-          "select frozen from example_accounts where id = $1",
+          "select frozen from examples.accounts where id = $1",
           [d.to],
         );
         if (to.rows[0]?.frozen) throw new BusinessError("ACCOUNT_FROZEN", `${d.to} is frozen`);
-        await ctx.tx.query("update example_accounts set balance = balance + $2 where id = $1", [
+        await ctx.tx.query("update examples.accounts set balance = balance + $2 where id = $1", [
           d.to,
           d.amount,
         ]);
         await ctx.tx.query(
-          "insert into example_ledger (transfer_id, entry, account, amount) values ($1, 'credit', $2, $3)",
+          "insert into examples.ledger (transfer_id, entry, account, amount) values ($1, 'credit', $2, $3)",
           [ctx.sagaId, d.to, d.amount],
         );
         return d;
@@ -112,7 +115,7 @@ export function moneyTransferSaga(pool: pg.Pool, flaky = new Set<string>()) {
       transactional: true,
       execute: async (d, ctx) => {
         await ctx.tx.query(
-          "insert into example_ledger (transfer_id, entry, account, amount) values ($1, 'settled', $2, 0)",
+          "insert into examples.ledger (transfer_id, entry, account, amount) values ($1, 'settled', $2, 0)",
           [ctx.sagaId, d.from],
         );
         return { ...d, settled: true };
@@ -128,7 +131,7 @@ export interface Books {
 
 export async function books(pool: pg.Pool): Promise<Books> {
   const { rows } = await pool.query<{ id: string; balance: string; held: string }>(
-    "select id, balance, held from example_accounts order by id",
+    "select id, balance, held from examples.accounts order by id",
   );
   return {
     balances: Object.fromEntries(rows.map((r) => [r.id, Number(r.balance)])),
@@ -142,9 +145,9 @@ export async function runTransferExample(url: string, log: Log = () => {}) {
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   try {
     await pool.query(TRANSFER_TABLES);
-    await pool.query("truncate example_accounts, example_ledger");
+    await pool.query("truncate examples.accounts, examples.ledger");
     await pool.query(
-      "insert into example_accounts (id, balance, frozen) values ('alice', 1000, false), ('bob', 500, false), ('carol', 0, true)",
+      "insert into examples.accounts (id, balance, frozen) values ('alice', 1000, false), ('bob', 500, false), ('carol', 0, true)",
     );
     const flaky = new Set<string>();
     const saga = moneyTransferSaga(pool, flaky);
@@ -164,7 +167,7 @@ export async function runTransferExample(url: string, log: Log = () => {}) {
       const { id: flakyId } = await engine.start(
         saga,
         { from: "alice", to: "bob", amount: 100 },
-        { idempotencyKey: "t-flaky" },
+        { idempotencyKey: `t-flaky-${randomUUID()}` },
       );
       flaky.add(flakyId);
       const retried = await settle(engine, flakyId, "debit fails once after writing", log);
@@ -187,7 +190,7 @@ export async function runTransferExample(url: string, log: Log = () => {}) {
       );
       if (after.total !== before.total || after.held !== 0) throw new Error("the books do not balance");
       const ledger = await pool.query<{ transfer_id: string; entry: string; amount: string }>(
-        "select transfer_id, entry, amount from example_ledger order by transfer_id, entry",
+        "select transfer_id, entry, amount from examples.ledger order by transfer_id, entry",
       );
       return { before, after, ledger: ledger.rows, sagas: { concurrent, retried, short, frozen } };
     });

@@ -79,7 +79,7 @@ export class Cli {
     )
       throw new CliError(
         "INVALID_OPTIONS",
-        `${from} is not a PostgreSQL URL: expected postgres://<user>[:<password>]@<host>[:5432]/<database>`,
+        `${from} is not a PostgreSQL URL: expected a URL like postgres://app@localhost:5432/app`,
         2,
       );
     return url;

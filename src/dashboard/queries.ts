@@ -174,14 +174,14 @@ export interface ListQuery {
   createdBefore: Date | null;
   metadata: string | null;
   idempotencyKey: string | null;
-  cursor: { createdAt: string; id: string } | null;
+  cursor: { createdMicros: string; id: string } | null;
   limit: number;
   order: "asc" | "desc";
 }
 
 const LIST_COLUMNS = `i.id, i.name, i.version, i.state, i.input, coalesce(i.data, i.input) as data, i.result,
   i.error, i.current_step, i.idempotency_key, i.parent_id, i.metadata, i.deadline, i.next_attempt_at, i.created_at,
-  i.updated_at, i.finished_at, i.created_at::text as created_key`;
+  i.updated_at, i.finished_at, round(extract(epoch from i.created_at) * 1000000)::bigint::text as created_key`;
 
 /**
  * `engine.list()`'s keyset query (instances_created_at_id_idx, or instances_state_created_at_idx with states)
@@ -213,7 +213,8 @@ export async function listPage(
        and ($3::timestamptz is null or i.created_at >= $3)
        and ($4::timestamptz is null or i.created_at < $4)
        and ($5::jsonb is null or i.metadata @> $5)
-       and ($6::timestamptz is null or (i.created_at, i.id) ${cmp} ($6::timestamptz, $7::uuid))
+       and ($6::bigint is null
+         or (i.created_at, i.id) ${cmp} (timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::uuid))
        and ($9::int is null or i.version = $9)
        and ($10::text is null or true) ${byKey}
      order by i.created_at ${q.order}, i.id ${q.order}
@@ -224,7 +225,7 @@ export async function listPage(
       q.createdAfter,
       q.createdBefore,
       q.metadata,
-      q.cursor?.createdAt ?? null,
+      q.cursor?.createdMicros ?? null,
       q.cursor?.id ?? null,
       q.limit,
       q.version,
