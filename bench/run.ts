@@ -20,6 +20,7 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   outbox: async () => (await import("./outbox.js")).outboxScenario,
   growth: async () => (await import("./growth.js")).growthScenario,
   memory: async () => (await import("./memory.js")).memoryScenario,
+  pooler: async () => (await import("./pooler.js")).poolerScenario,
   dashboard: async () => (await import("./dashboard.js")).dashboardScenario,
   bridges: async () => (await import("./bridges.js")).bridgesScenario,
 };

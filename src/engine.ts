@@ -1,5 +1,6 @@
 import pg from "pg";
 import { type AnySaga, assertRunnable } from "./definition.js";
+import { explainConnectError, resolveConnections } from "./connections.js";
 import { sqlState, withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
@@ -129,11 +130,24 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     if ((latest.get(saga.name)?.version ?? 0) < saga.version) latest.set(saga.name, saga);
   }
   const ownPool = options.pool === undefined;
-  const pool =
-    options.pool ?? new pg.Pool({ connectionString: config.connectionString, max: config.poolSize });
+  // Every connection the engine opens starts from these settings (TLS included); LISTEN may go elsewhere.
+  const connections = resolveConnections(
+    ownPool
+      ? {
+          connectionString: config.connectionString,
+          ...(config.ssl === undefined ? {} : { ssl: config.ssl }),
+        }
+      : ((options.pool as pg.Pool).options as pg.ClientConfig),
+    config,
+  );
+  const pool = options.pool ?? new pg.Pool({ ...connections.query, max: config.poolSize });
   const logger: Logger = redactingLogger(
     options.logger ?? silentLogger,
-    secretsOf(config.connectionString, options.pool),
+    // The LISTEN connection's password too (docs/deployment.md).
+    [
+      ...secretsOf(config.connectionString, options.pool),
+      ...secretsOf(config.listenConnectionString, undefined),
+    ],
   );
   let closed = false;
   // After close() a connection that the server ends is expected (a stop, a DROP DATABASE … WITH (FORCE)).
@@ -154,7 +168,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   // Running workers started by this engine, each by its idempotent stop.
   const workers = new Set<() => Promise<void>>();
   const codec = config.codec;
-  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes, codec);
+  const bus: EventBus = createEventBus(pool, logger, config.maxPayloadBytes, codec, connections.listen);
   const wakeups = new Wakeups(pool, logger);
 
   const alive = () => {
@@ -202,7 +216,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     pool,
     async migrate() {
       alive();
-      await migrate(pool);
+      await migrate(pool).catch((err: unknown) => {
+        throw explainConnectError(err);
+      });
     },
 
     async start(saga, input, startOptions = {}) {
@@ -361,18 +377,15 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const concurrency = workerOptions.concurrency ?? 10;
       // The worker gets its own pool, sized so every job slot has a connection for its transitions.
       const workerPool = ownPool
-        ? new pg.Pool({ connectionString: config.connectionString, max: concurrency + 4 })
+        ? new pg.Pool({ ...connections.query, max: workerOptions.poolSize ?? concurrency + 4 })
         : null;
       const workerClosing = workerPool ? guard(workerPool) : null;
-      const connection: pg.ClientConfig = ownPool
-        ? { connectionString: config.connectionString }
-        : (pool.options as pg.ClientConfig);
       try {
         await assertSchemaCurrent(workerPool ?? pool);
         // /healthz next to /metrics answers with engine.health().
         const worker = await startWorker(
           workerPool ?? pool,
-          connection,
+          connections,
           config.sagas,
           logger,
           { retention: options.retention, ...workerOptions, codec },
@@ -420,7 +433,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         };
       } catch (err) {
         await workerClosing?.end();
-        throw err;
+        throw explainConnectError(err);
       }
     },
 

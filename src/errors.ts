@@ -24,7 +24,8 @@ export type SagaErrorCode =
   | "DATABASE_ERROR"
   | "BRIDGE_DEPENDENCY_MISSING"
   | "CODEC_KEY_MISSING"
-  | "CODEC_DECRYPT_FAILED";
+  | "CODEC_DECRYPT_FAILED"
+  | "DATABASE_TLS";
 
 /**
  * The one error type the engine throws.
@@ -128,7 +129,10 @@ function readError(err: unknown, retryable: boolean): StoredError {
     const stored: StoredError = {
       code,
       // A message quoting a connection string keeps its password out of the tables and events.
-      message: clip(maskConnectionString(typeof message === "string" ? message : String(safeJson(message))), MAX_MESSAGE),
+      message: clip(
+        maskConnectionString(typeof message === "string" ? message : String(safeJson(message))),
+        MAX_MESSAGE,
+      ),
       type: clip(String(err.name), MAX_CODE),
       retryable,
     };

@@ -32,8 +32,10 @@ export interface MigrateOptions {
 
 /**
  * Brings schema `saga` and graphile-worker's schema up to date. Idempotent; concurrent callers (a fleet
- * restarting) wait for each other on an advisory lock held by one dedicated connection, and the ones that
- * come after the first find nothing to do.
+ * restarting) wait for each other on a transaction-level advisory lock taken first in the migration's
+ * transaction, and the ones that come after the first find nothing to do. Nothing is held by the session, so
+ * it works through a transaction pooler (PgBouncer); graphile-worker's migrations, after the commit, are safe
+ * to run concurrently on their own.
  *
  * One transaction applies the pending table migrations of the journal (recorded in `saga.__drizzle_migrations`,
  * drizzle's journal format in pg-saga's own schema) and then re-applies, in dependency order, every sql/ file
@@ -62,62 +64,67 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
   const client = await pool.connect();
   let result: MigrateResult;
   try {
-    await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    // Read committed whatever the server default: every statement after the lock sees what the previous
+    // holder committed.
+    await client.query("begin isolation level read committed");
     try {
-      await client.query("begin");
-      try {
-        // `create ... if not exists` checks the CREATE privilege before existence: a role without it (an
-        // application role on an installed schema) must find everything current without being refused.
-        const journals = await client.query<{ found: boolean }>(
-          `select to_regclass('saga.__drizzle_migrations') is not null
-             and to_regclass('saga.__repeatable') is not null as found`,
+      await client.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+      // `create ... if not exists` checks the CREATE privilege before existence: a role without it (an
+      // application role on an installed schema) must find everything current without being refused.
+      const journals = await client.query<{ found: boolean }>(
+        `select to_regclass('saga.__drizzle_migrations') is not null
+           and to_regclass('saga.__repeatable') is not null as found`,
+      );
+      if (!journals.rows[0]?.found) {
+        await client.query("create schema if not exists saga");
+        await client.query(
+          `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
         );
-        if (!journals.rows[0]?.found) {
-          await client.query("create schema if not exists saga");
-          await client.query(
-            `create table if not exists saga.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`,
-          );
-          await client.query(REPEATABLE_TABLE_SQL);
-        }
-        const plan = await planMigration(client, options);
-        refuseNewerSchema(plan);
-        result = await apply(client, plan);
-        await client.query("commit");
-      } catch (err) {
-        await client.query("rollback").catch(() => {});
-        throw err;
+        await client.query(REPEATABLE_TABLE_SQL);
       }
-      await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
-      // After graphile-worker's tables exist (sql/security.sql): the group roles' grants and policies. A role
-      // that does not own schema saga (an application role finding everything current) has nothing to grant.
-      if (result.applied > 0 || result.repeatable.length > 0 || (await ownsSchema(client)))
-        await grantRoles(client);
-    } finally {
-      await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
+      const plan = await planMigration(client, options);
+      refuseNewerSchema(plan);
+      result = await apply(client, plan);
+      await client.query("commit");
+    } catch (err) {
+      await client.query("rollback").catch(() => {});
+      throw err;
     }
   } finally {
     client.release();
   }
+  await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
+  // After graphile-worker's tables exist (sql/security.sql): the group roles' grants and policies. A role
+  // that does not own schema saga (an application role finding everything current) has nothing to grant.
+  if (result.applied > 0 || result.repeatable.length > 0 || (await ownsSchema(pool))) await grantRoles(pool);
   return result;
 }
 
-async function ownsSchema(client: pg.PoolClient): Promise<boolean> {
-  const { rows } = await client.query<{ owner: boolean }>(
+async function ownsSchema(pool: pg.Pool): Promise<boolean> {
+  const { rows } = await pool.query<{ owner: boolean }>(
     "select pg_has_role(nspowner, 'USAGE') as owner from pg_namespace where nspname = 'saga'",
   );
   return rows[0]?.owner === true;
 }
 
-async function grantRoles(client: pg.PoolClient): Promise<void> {
+/** Under the migration lock: concurrent GRANTs on one object fail ("tuple concurrently updated"). */
+async function grantRoles(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
   try {
+    await client.query("begin");
+    await client.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
     await client.query("select saga._grant_roles()");
+    await client.query("commit");
   } catch (err) {
+    await client.query("rollback").catch(() => {});
     throw new SagaError(
       "MIGRATION_FAILED",
       `pg-saga could not grant its roles (saga_app, saga_worker, saga_reader): ${(err as Error).message}; ` +
         "run migrate as the role that owns schemas saga and graphile_worker",
       { cause: err, details: { source: "sql/security.sql", code: (err as { code?: unknown }).code } },
     );
+  } finally {
+    client.release();
   }
 }
 

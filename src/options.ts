@@ -20,6 +20,26 @@ export interface EngineOptions {
   maxPayloadBytes?: number;
   /** Connections of the engine's own pool (not the worker's). Default 10. */
   poolSize?: number;
+  /**
+   * A direct connection to the server for LISTEN, when `connectionString` goes through a pooler in
+   * transaction mode (PgBouncer), which cannot carry notifications. Given, graphile-worker's named prepared
+   * statements are off too (see `preparedStatements`). See docs/deployment.md.
+   *
+   * @example
+   * createSagaEngine({ connectionString: process.env.DATABASE_URL, listenConnectionString: process.env.DATABASE_DIRECT_URL, sagas });
+   */
+  listenConnectionString?: string | undefined;
+  /**
+   * TLS for every connection the engine opens (pools, listeners, the relay, graphile-worker, the migrator):
+   * node-postgres's `ssl` (`true`, or tls options such as `{ ca, rejectUnauthorized }`). An `sslmode` in the
+   * connection string takes precedence. Not used with your own `pool`.
+   */
+  ssl?: pg.ClientConfig["ssl"];
+  /**
+   * graphile-worker's named prepared statements. Default: on, off when `listenConnectionString` is given
+   * (PgBouncer before 1.21 in transaction mode cannot track them).
+   */
+  preparedStatements?: boolean | undefined;
   /** What this engine's workers delete from the outbox and saga tables (see RetentionOptions). */
   retention?: RetentionOptions | undefined;
   /**
@@ -59,6 +79,9 @@ const engineSchema = z.strictObject({
   logger: z.unknown().optional(),
   maxPayloadBytes: z.number().int().positive().default(1_048_576),
   poolSize: z.number().int().positive().default(10),
+  listenConnectionString: z.string().min(1).optional(),
+  ssl: z.union([z.boolean(), z.record(z.string(), z.unknown())]).optional(),
+  preparedStatements: z.boolean().optional(),
   retention: z.unknown().optional(),
   codec: z
     .custom<PayloadCodec>(
@@ -79,6 +102,9 @@ export interface ResolvedEngineOptions {
   readonly poolSize: number;
   /** `plainCodec` when none was given. */
   readonly codec: PayloadCodec;
+  readonly listenConnectionString: string | undefined;
+  readonly ssl: pg.ClientConfig["ssl"];
+  readonly preparedStatements: boolean | undefined;
 }
 
 export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOptions {
@@ -98,6 +124,9 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     maxPayloadBytes: parsed.data.maxPayloadBytes,
     poolSize: parsed.data.poolSize,
     codec: options.codec ?? plainCodec,
+    listenConnectionString: parsed.data.listenConnectionString,
+    ssl: options.ssl,
+    preparedStatements: parsed.data.preparedStatements,
   });
 }
 

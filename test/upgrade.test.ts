@@ -9,6 +9,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
+import { resolveConnections } from "../src/connections.js";
 import { RetryableError, createSagaEngine, defineSaga, retry } from "../src/index.js";
 import { silentLogger } from "../src/logger.js";
 import { migrate } from "../src/migrate.js";
@@ -44,11 +45,17 @@ describe("upgrade from 0.1.0 with sagas in flight", () => {
     const engine = createSagaEngine({ connectionString: db.url, sagas: [upgradeSaga] });
     try {
       const ids: string[] = [];
-      const old = await startWorker(engine.pool, { connectionString: db.url }, [upgradeSaga], silentLogger, {
-        concurrency: 8,
-        pollInterval: 100,
-        relay: false,
-      });
+      const old = await startWorker(
+        engine.pool,
+        resolveConnections({ connectionString: db.url }, {}),
+        [upgradeSaga],
+        silentLogger,
+        {
+          concurrency: 8,
+          pollInterval: 100,
+          relay: false,
+        },
+      );
       for (let i = 0; i < SAGAS; i++) ids.push((await engine.start(upgradeSaga, { n: i })).id);
       // Mid-flight: every saga's charge failed at least once and waits for its retry.
       for (let waited = 0; ; waited += 100) {
@@ -76,7 +83,8 @@ describe("upgrade from 0.1.0 with sagas in flight", () => {
       });
       const worker = await engine.runWorker({ concurrency: 8, pollInterval: 100 });
       try {
-        for (const id of ids) expect((await engine.waitFor(id, { timeoutMs: 60_000 })).state).toBe("completed");
+        for (const id of ids)
+          expect((await engine.waitFor(id, { timeoutMs: 60_000 })).state).toBe("completed");
       } finally {
         await worker.stop();
       }

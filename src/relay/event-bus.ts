@@ -58,6 +58,7 @@ export function createEventBus(
   logger: Logger,
   maxPayloadBytes: number,
   codec: PayloadCodec = plainCodec,
+  listen: pg.ClientConfig = pool.options as pg.ClientConfig,
 ): EventBus {
   const durables = new Set<DurableSubscription>();
   const ephemerals = new Set<EphemeralSubscription>();
@@ -73,13 +74,10 @@ export function createEventBus(
     }
   };
   const listening = (): Channel => {
-    channel ??= openChannel(
-      pool.options as pg.ClientConfig,
-      [EVENTS_CHANNEL, REDRIVE_CHANNEL],
-      "pg-saga subscriptions",
-      logger,
-      { onMessage, onConnected: () => durables.forEach((d) => d.wake()) },
-    );
+    channel ??= openChannel(listen, [EVENTS_CHANNEL, REDRIVE_CHANNEL], "pg-saga subscriptions", logger, {
+      onMessage,
+      onConnected: () => durables.forEach((d) => d.wake()),
+    });
     return channel;
   };
   const release = () => {

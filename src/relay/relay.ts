@@ -40,8 +40,10 @@ export interface Relay {
 }
 
 export interface RelayConfig {
-  /** Connection settings for the relay's own connection and its listener. */
+  /** Connection settings for the relay's own connection (a transaction pooler is fine). */
   connection: pg.ClientConfig;
+  /** Connection settings for its listener (a direct connection); default `connection`. */
+  listen?: pg.ClientConfig;
   /** Pool for hints sent to a relay in another process. */
   pool: pg.Pool;
   logger: Logger;
@@ -100,7 +102,7 @@ export function startRelay(config: RelayConfig): Relay {
       .catch((err: unknown) => logger.debug("relay hint failed (polling covers it)", { error: String(err) }));
   };
 
-  const channel: Channel = openChannel(config.connection, [HINT_CHANNEL], "pg-saga relay listener", logger, {
+  const channel: Channel = openChannel(config.listen ?? config.connection, [HINT_CHANNEL], "pg-saga relay listener", logger, {
     onMessage: (_channel, payload) => {
       if ((payload as { soon?: unknown } | undefined)?.soon === true) burstUntil = Date.now() + BURST_MS;
       if (epoch !== null) waker.wake();

@@ -2,8 +2,9 @@ import { EventEmitter } from "node:events";
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { type Runner, type TaskList, type WorkerEvents, type WorkerPool, run } from "graphile-worker";
-import type pg from "pg";
+import pg from "pg";
 import type { AnySaga, StepDefinition } from "../definition.js";
+import { type Connections, routeListen } from "../connections.js";
 import { guardConnectionRejections, lossAware } from "../db.js";
 import { SagaError } from "../errors.js";
 import type { Subscriber } from "../listen.js";
@@ -30,6 +31,11 @@ import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
 export interface WorkerOptions {
   /** Jobs run at once by this process. Default 10. */
   concurrency?: number;
+  /**
+   * Connections of the worker's pool (its steps, transitions, heartbeats and graphile-worker's queries), at
+   * most. Default `concurrency + 4`; fewer makes job slots wait for a connection.
+   */
+  poolSize?: number;
   /** How often graphile-worker looks for jobs scheduled for later, in ms. Default 1000. */
   pollInterval?: number;
   /** Heartbeat period in ms. Default 2000. */
@@ -118,7 +124,7 @@ async function registerDefinitions(pool: pg.Pool, sagas: readonly AnySaga[]): Pr
 /** @internal started through engine.runWorker(). */
 export async function startWorker(
   pool: pg.Pool,
-  connection: pg.ClientConfig,
+  connections: Connections,
   sagas: readonly AnySaga[],
   logger: Logger,
   options: WorkerOptions = {},
@@ -221,13 +227,20 @@ export async function startWorker(
       runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id);
   }
 
+  // graphile-worker's LISTEN client comes from a direct connection when the pool goes through a pooler.
+  const listenPool = connections.separateListen
+    ? new pg.Pool({ ...connections.listen, max: 2, application_name: "pg-saga job listener" })
+    : null;
+  listenPool?.on("error", (err) => logger.warn("job listener connection failed", { error: String(err) }));
+  const jobPool = listenPool ? routeListen(pool, listenPool) : pool;
   let runner: Runner;
   let subscriber: Subscriber | undefined;
   let relay: Relay | null = null;
   const releaseGuard = guardConnectionRejections(logger);
   const startRunner = () =>
     run({
-      pgPool: pool,
+      pgPool: jobPool,
+      noPreparedStatements: !connections.preparedStatements,
       concurrency,
       noHandleSignals: true,
       pollInterval: options.pollInterval ?? 1_000,
@@ -243,12 +256,22 @@ export async function startWorker(
   try {
     await observed.listen();
     runner = await startRunner();
-    subscriber = await listenForControl(connection, pool, id, active, logger);
-    if (relayOptions) relay = startRelay({ connection, pool, logger, relay: relayOptions, retention });
+    subscriber = await listenForControl(connections.listen, pool, id, active, logger);
+    if (relayOptions)
+      relay = startRelay({
+        connection: connections.query,
+        listen: connections.listen,
+        pool,
+        logger,
+        relay: relayOptions,
+        retention,
+      });
     // A finished job committed outbox rows: wake the active relay now rather than at its next poll.
     events.on("job:complete", () => relay?.hint());
   } catch (err) {
     releaseGuard();
+    // Not awaited: a runner that did start may still hold its listen client.
+    void listenPool?.end().catch(() => {});
     await observed.close();
     await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
     throw err;
@@ -384,6 +407,7 @@ export async function startWorker(
         await subscriber?.close().catch(() => {});
         await observed.close();
         await pool.query("delete from saga.workers where id = $1", [id]).catch(() => {});
+        await listenPool?.end().catch(() => {});
         releaseGuard();
       }
     },

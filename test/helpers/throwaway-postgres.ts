@@ -5,7 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { chown, mkdtemp, rm } from "node:fs/promises";
+import { chmod, chown, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,7 +70,13 @@ async function asPostgres(bin: string, args: string[]): Promise<string> {
  * await server.destroy();
  */
 export async function startThrowawayPostgres(
-  options: { maxConnections?: number } = {},
+  options: {
+    maxConnections?: number;
+    /** More server settings (`-c name=value`), e.g. `{ ssl: "on" }`. */
+    settings?: Record<string, string>;
+    /** Files written into the data folder before the server starts (mode 0600, the server's own). */
+    files?: Record<string, string>;
+  } = {},
 ): Promise<ThrowawayPostgres> {
   const bin = binDir();
   const dataDir = await mkdtemp(join(tmpdir(), "pgsaga-pg-"));
@@ -91,6 +97,16 @@ export async function startThrowawayPostgres(
     "-E",
     "UTF8",
   ]);
+  for (const [name, content] of Object.entries(options.files ?? {})) {
+    const path = join(dataDir, name);
+    await writeFile(path, content);
+    await chmod(path, 0o600);
+    if (process.getuid?.() === 0) {
+      const { stdout } = await run("id", ["-u", "postgres"]);
+      const { stdout: gid } = await run("id", ["-g", "postgres"]);
+      await chown(path, Number(stdout.trim()), Number(gid.trim()));
+    }
+  }
   const settings = [
     `-p ${port}`,
     `-k ${dataDir}`,
@@ -99,6 +115,7 @@ export async function startThrowawayPostgres(
     "-c synchronous_commit=off",
     "-c full_page_writes=off",
     `-c max_connections=${options.maxConnections ?? 200}`,
+    ...Object.entries(options.settings ?? {}).map(([name, value]) => `-c ${name}=${value}`),
   ].join(" ");
   const pgCtl = (args: string[]) => asPostgres(join(bin, "pg_ctl"), ["-D", dataDir, ...args]);
   const start = async () => {
