@@ -124,13 +124,13 @@ async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   }
 }
 
-/** Absent table or column: the part is reported as unavailable instead of failing the whole check. */
+/** Absent table, column or function (a schema not yet migrated): the part is reported as unavailable instead of failing the whole check. */
 async function optional<T>(fn: () => Promise<T>): Promise<T | null> {
   try {
     return await fn();
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    if (code === "42P01" || code === "42703" || code === "3F000") return null;
+    if (code === "42P01" || code === "42703" || code === "42883" || code === "3F000") return null;
     throw err;
   }
 }
