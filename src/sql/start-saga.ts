@@ -22,20 +22,23 @@ export async function startSaga(
     tenant: string | null;
   },
 ): Promise<StartRow> {
+  const params = [
+    args.name,
+    args.version,
+    args.input,
+    args.idempotencyKey,
+    args.metadata,
+    args.timeoutMs,
+    args.traceContext,
+    args.parentId,
+  ];
+  // Without a tenant, the call an older schema (no p_tenant argument) answers too: the new one defaults it.
   const { rows } = await db
     .query<StartRow>(
-      "select id, created from saga._start($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8::uuid, true, $9)",
-      [
-        args.name,
-        args.version,
-        args.input,
-        args.idempotencyKey,
-        args.metadata,
-        args.timeoutMs,
-        args.traceContext,
-        args.parentId,
-        args.tenant,
-      ],
+      args.tenant === null
+        ? "select id, created from saga._start($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8::uuid, true)"
+        : "select id, created from saga._start($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8::uuid, true, $9)",
+      args.tenant === null ? params : [...params, args.tenant],
     )
     .catch((err: unknown) => {
       // Tenant isolation (sql/functions.sql): another tenant than the session's, or a key another tenant holds.
