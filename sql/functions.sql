@@ -1,6 +1,17 @@
 -- pg-saga functions. Source of the custom migration of the same name (scripts/sync-custom-migrations.ts).
 -- Internal functions start with an underscore; saga.start/cancel/retry are the documented SQL API.
 
+-- Opt-in tenant isolation: a session with `saga.tenant` set sees and acts only on that tenant's sagas and events;
+-- a session without it (workers, operators) sees every tenant. Used by the row-level security policies
+-- (sql/security.sql), the views and the SECURITY DEFINER functions, which run as the owner and so bypass them.
+create or replace function saga._tenant() returns text
+language sql stable parallel safe as $$ select nullif(current_setting('saga.tenant', true), '') $$;
+--> statement-breakpoint
+
+create or replace function saga._tenant_visible(p_tenant text) returns boolean
+language sql stable parallel safe as $$ select saga._tenant() is null or p_tenant = saga._tenant() $$;
+--> statement-breakpoint
+
 -- The task that runs a saga version: workers only fetch the tasks of the versions they have.
 create or replace function saga._task(p_name text, p_version int) returns text
 language sql immutable parallel safe as $$ select 'saga:' || p_name || '@' || p_version $$;
@@ -32,37 +43,52 @@ end $$;
 -- id with created = false.
 create or replace function saga._start(
   p_name text, p_version int, p_input jsonb, p_idempotency_key text, p_metadata jsonb,
-  p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean
+  p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean, p_tenant text default null
 ) returns table (id uuid, created boolean)
 language plpgsql as $$
 declare
   v_id uuid;
   v_deadline timestamptz;
   v_task text := saga._task(p_name, p_version);
+  -- The tenant given, else the session's, else the parent saga's (a child saga started by a worker).
+  v_tenant text := coalesce(nullif(p_tenant, ''), saga._tenant(),
+    (select p.tenant from saga.instances p where p.id = p_parent_id));
+  v_other text;
 begin
+  if saga._tenant() is not null and v_tenant <> saga._tenant() then
+    raise exception 'saga %: tenant % differs from this session''s saga.tenant %; a session acts for its own tenant only',
+      p_name, v_tenant, saga._tenant() using errcode = 'SG400';
+  end if;
   if p_timeout_ms is not null then
     v_deadline := now() + p_timeout_ms * interval '1 millisecond';
   end if;
-  insert into saga.instances as i (name, version, state, input, idempotency_key, metadata, deadline, seq, trace_context, parent_id)
+  insert into saga.instances as i (name, version, state, input, idempotency_key, metadata, deadline, seq, trace_context,
+    parent_id, tenant)
   values (p_name, p_version, 'running', p_input, p_idempotency_key, coalesce(p_metadata, '{}'::jsonb), v_deadline, 1,
-          p_trace_context, p_parent_id)
+          p_trace_context, p_parent_id, v_tenant)
   on conflict (name, idempotency_key) do nothing
   returning i.id into v_id;
 
   if v_id is null then
     -- The key is taken by a committed instance (ON CONFLICT waited for any open inserter).
-    select i.id into v_id from saga.instances i where i.name = p_name and i.idempotency_key = p_idempotency_key;
+    select i.id, i.tenant into v_id, v_other from saga.instances i
+    where i.name = p_name and i.idempotency_key = p_idempotency_key;
     if v_id is null then
       raise exception 'idempotency key % of saga % is held by a transaction this snapshot cannot see', p_idempotency_key, p_name
         using errcode = '40001';
+    end if;
+    -- Another tenant's saga: its id is not this session's to see.
+    if not saga._tenant_visible(v_other) then
+      raise exception 'saga %: idempotency key % is taken by another tenant''s saga; choose keys per tenant', p_name,
+        p_idempotency_key using errcode = 'SG409';
     end if;
     return query select v_id, false;
     return;
   end if;
 
-  insert into saga.outbox (saga_id, seq, type, name, payload)
+  insert into saga.outbox (saga_id, seq, type, name, payload, tenant)
   values (v_id, 1, 'saga.started', p_name, jsonb_strip_nulls(jsonb_build_object(
-    'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)));
+    'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)), v_tenant);
 
   perform saga._enqueue(v_task,
     case when p_validated then json_build_object('id', v_id) else json_build_object('id', v_id, 'validate', true) end);
@@ -84,6 +110,7 @@ language plpgsql as $$
 declare
   v_name text;
   v_version int;
+  v_tenant text;
   s jsonb;
   j jsonb;
 begin
@@ -100,7 +127,7 @@ begin
     finished_at = case when p_instance ? 'finished' then (case when (p_instance->>'finished')::boolean then now() end) else i.finished_at end,
     updated_at = now()
   where i.id = p_id
-  returning i.name, i.version into v_name, v_version;
+  returning i.name, i.version, i.tenant into v_name, v_version, v_tenant;
   if not found then
     raise exception 'saga % not found', p_id using errcode = 'SG404';
   end if;
@@ -147,8 +174,8 @@ begin
     end if;
   end loop;
 
-  insert into saga.outbox (saga_id, seq, type, step, name, payload)
-  select p_id, (e->>'seq')::int, e->>'type', e->>'step', v_name, coalesce(e->'payload', '{}'::jsonb)
+  insert into saga.outbox (saga_id, seq, type, step, name, payload, tenant)
+  select p_id, (e->>'seq')::int, e->>'type', e->>'step', v_name, coalesce(e->'payload', '{}'::jsonb), v_tenant
   from jsonb_array_elements(coalesce(p_events, '[]'::jsonb)) e;
 
   for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop

@@ -15,7 +15,7 @@ $$;
 -- Starts a saga of the latest version the workers registered (or options.version). The input is checked by the
 -- worker against the zod schema before any step runs: invalid input ends the saga `failed` with INVALID_INPUT.
 -- Options: idempotencyKey (text, 1 to 255 characters), metadata (object), version (int), parentId (uuid),
--- traceparent (text).
+-- traceparent (text), tenant (text; default the session's saga.tenant).
 create or replace function saga.start(p_name text, p_input jsonb, p_options jsonb default '{}'::jsonb)
 returns uuid
 language plpgsql as $$
@@ -43,14 +43,15 @@ begin
     raise exception 'saga.start(%): options must be a json object', p_name using errcode = 'SG400';
   end if;
   select string_agg(k, ', ' order by k) into v_unknown from jsonb_object_keys(v_options) k
-  where k not in ('idempotencyKey', 'metadata', 'version', 'parentId', 'traceparent');
+  where k not in ('idempotencyKey', 'metadata', 'version', 'parentId', 'traceparent', 'tenant');
   if v_unknown is not null then
-    raise exception 'saga.start(%): unknown option(s) %; expected idempotencyKey, metadata, version, parentId, traceparent',
+    raise exception 'saga.start(%): unknown option(s) %; expected idempotencyKey, metadata, version, parentId, traceparent, tenant',
       p_name, v_unknown using errcode = 'SG400';
   end if;
   if coalesce(jsonb_typeof(v_options->'idempotencyKey'), 'string') not in ('string', 'null')
-     or coalesce(jsonb_typeof(v_options->'traceparent'), 'string') not in ('string', 'null') then
-    raise exception 'saga.start(%): options.idempotencyKey and options.traceparent must be strings', p_name
+     or coalesce(jsonb_typeof(v_options->'traceparent'), 'string') not in ('string', 'null')
+     or coalesce(jsonb_typeof(v_options->'tenant'), 'string') not in ('string', 'null') then
+    raise exception 'saga.start(%): options.idempotencyKey, options.traceparent and options.tenant must be strings', p_name
       using errcode = 'SG400';
   end if;
   if coalesce(jsonb_typeof(v_options->'metadata'), 'object') not in ('object', 'null') then
@@ -94,7 +95,7 @@ begin
 
   select s.id into v_id from saga._start(p_name, v_version, p_input, v_options->>'idempotencyKey',
     coalesce(nullif(v_options->'metadata', 'null'::jsonb), '{}'::jsonb), v_timeout, v_options->>'traceparent',
-    v_parent, false) s;
+    v_parent, false, v_options->>'tenant') s;
   return v_id;
 end $$;
 --> statement-breakpoint
@@ -109,7 +110,8 @@ language plpgsql as $$
 declare
   v record;
 begin
-  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id;
+  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found.
+  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id and saga._tenant_visible(i.tenant);
   if not found then
     raise exception 'saga.cancel: no saga with id %', p_id using errcode = 'SG404';
   end if;
@@ -134,7 +136,9 @@ end $$;
 create or replace function saga.retry(p_id uuid, p_reason text default null) returns text
 language plpgsql as $$
 declare
-  v jsonb := saga._lock(p_id)::jsonb;
+  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found (nor locked).
+  v jsonb := case when exists (select 1 from saga.instances i where i.id = p_id and saga._tenant_visible(i.tenant))
+    then saga._lock(p_id)::jsonb end;
   v_seq int;
   v_note jsonb;
   v_step jsonb;
@@ -193,6 +197,9 @@ begin
   from graphile_worker._private_jobs j
   join graphile_worker._private_tasks t on t.id = j.task_id
   where t.identifier like 'saga:%'
+    -- Past row-level security (SECURITY DEFINER): only the jobs of the session's tenant's sagas.
+    and (saga._tenant() is null or exists (select 1 from saga.instances i
+                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
   group by 1;
 end $$;
 --> statement-breakpoint
@@ -243,7 +250,7 @@ candidates as (
   left join jobs j on j.saga_id = i.id::text
   left join waits w on w.saga_id = i.id
   -- instances_state_created_at_idx: only the sagas that have not ended.
-  where i.state in ('running', 'compensating') and l.live_lease is not true
+  where i.state in ('running', 'compensating') and l.live_lease is not true and saga._tenant_visible(i.tenant)
 )
 select c.id, c.name, c.version, c.state, r.step, r.reason, r.retry_at, r.detail, c.updated_at as since
 from candidates c

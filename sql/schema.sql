@@ -6,6 +6,7 @@ CREATE FUNCTION saga._apply(p_id uuid, p_instance jsonb, p_steps jsonb, p_events
 declare
   v_name text;
   v_version int;
+  v_tenant text;
   s jsonb;
   j jsonb;
 begin
@@ -22,7 +23,7 @@ begin
     finished_at = case when p_instance ? 'finished' then (case when (p_instance->>'finished')::boolean then now() end) else i.finished_at end,
     updated_at = now()
   where i.id = p_id
-  returning i.name, i.version into v_name, v_version;
+  returning i.name, i.version, i.tenant into v_name, v_version, v_tenant;
   if not found then
     raise exception 'saga % not found', p_id using errcode = 'SG404';
   end if;
@@ -69,8 +70,8 @@ begin
     end if;
   end loop;
 
-  insert into saga.outbox (saga_id, seq, type, step, name, payload)
-  select p_id, (e->>'seq')::int, e->>'type', e->>'step', v_name, coalesce(e->'payload', '{}'::jsonb)
+  insert into saga.outbox (saga_id, seq, type, step, name, payload, tenant)
+  select p_id, (e->>'seq')::int, e->>'type', e->>'step', v_name, coalesce(e->'payload', '{}'::jsonb), v_tenant
   from jsonb_array_elements(coalesce(p_events, '[]'::jsonb)) e;
 
   for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop
@@ -100,7 +101,8 @@ CREATE TABLE saga.outbox (
     name text,
     key text,
     payload jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    tenant text
 );
 
 CREATE FUNCTION saga._batch_page(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xid8, p_id bigint, p_ahead bigint[], p_limit integer) RETURNS SETOF saga.outbox
@@ -225,7 +227,7 @@ begin
   -- Definer functions run as their owner: a fixed search_path, so no caller's schema can shadow what they call.
   foreach f in array array[
     'saga.start(text, jsonb, jsonb)', 'saga.cancel(uuid, text)', 'saga.retry(uuid, text)',
-    'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean)',
+    'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text)',
     'saga._publish(text[], text[], text[])', 'saga._saga_jobs()'] loop
     execute format('alter function %s security definer set search_path = pg_catalog, pg_temp', f);
   end loop;
@@ -254,18 +256,41 @@ begin
     end if;
   end if;
 
+  -- Tenant isolation (opt-in, docs/security.md): row-level security on the tables that hold a tenant's sagas and
+  -- events. The owner bypasses it (workers and migrate run as the owner or saga_worker, across tenants);
+  -- saga_app and saga_reader see a tenant's rows when their session sets saga.tenant, every row when it does not.
+  -- Policies are created once, when missing: dropping and creating them would lock the tables on every migrate().
+  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests']) loop
+    if worker and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
+                              and p.policyname = 'saga_worker') then
+      execute format('create policy saga_worker on saga.%I to saga_worker using (true) with check (true)', t);
+    end if;
+    if (app or reader) and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
+                                       and p.policyname = 'saga_tenant') then
+      execute format('create policy saga_tenant on saga.%I for select to %s using (%s)', t,
+        concat_ws(', ', case when app then 'saga_app' end, case when reader then 'saga_reader' end),
+        case when t in ('instances', 'outbox') then 'saga._tenant_visible(tenant)'
+             else format('exists (select 1 from saga.instances i where i.id = %I.saga_id and saga._tenant_visible(i.tenant))', t) end);
+    end if;
+    if not (select c.relrowsecurity from pg_class c where c.oid = format('saga.%I', t)::regclass) then
+      execute format('alter table saga.%I enable row level security', t);
+    end if;
+  end loop;
+
   if app then
     grant usage on schema saga to saga_app;
     grant select on all tables in schema saga to saga_app;
     grant execute on function saga.start(text, jsonb, jsonb), saga.cancel(uuid, text), saga.retry(uuid, text),
-      saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean),
-      saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after() to saga_app;
+      saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text),
+      saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after(), saga._tenant(),
+      saga._tenant_visible(text) to saga_app;
   end if;
 
   if reader then
     grant usage on schema saga to saga_reader;
     grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
-    grant execute on function saga._saga_jobs(), saga._stale_after() to saga_reader;
+    grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text)
+      to saga_reader;
   end if;
 end $$;
 
@@ -289,8 +314,8 @@ begin
     raise exception 'saga._publish: the types saga.* and compensation.* are the engine''s own' using errcode = 'SG400';
   end if;
   return query
-  insert into saga.outbox (type, key, payload)
-  select e.type, e.key, e.payload::jsonb
+  insert into saga.outbox (type, key, payload, tenant)
+  select e.type, e.key, e.payload::jsonb, saga._tenant()
   from unnest(p_types, p_keys, p_payloads) with ordinality as e(type, key, payload, n)
   order by e.n
   returning id;
@@ -387,6 +412,9 @@ begin
   from graphile_worker._private_jobs j
   join graphile_worker._private_tasks t on t.id = j.task_id
   where t.identifier like 'saga:%'
+    -- Past row-level security (SECURITY DEFINER): only the jobs of the session's tenant's sagas.
+    and (saga._tenant() is null or exists (select 1 from saga.instances i
+                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
   group by 1;
 end $$;
 
@@ -396,7 +424,7 @@ CREATE FUNCTION saga._stale_after() RETURNS interval
   select coalesce(nullif(current_setting('saga.worker_stale_after', true), '')::interval, interval '15 seconds')
 $$;
 
-CREATE FUNCTION saga._start(p_name text, p_version integer, p_input jsonb, p_idempotency_key text, p_metadata jsonb, p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean) RETURNS TABLE(id uuid, created boolean)
+CREATE FUNCTION saga._start(p_name text, p_version integer, p_input jsonb, p_idempotency_key text, p_metadata jsonb, p_timeout_ms bigint, p_trace_context text, p_parent_id uuid, p_validated boolean, p_tenant text DEFAULT NULL::text) RETURNS TABLE(id uuid, created boolean)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -404,30 +432,45 @@ declare
   v_id uuid;
   v_deadline timestamptz;
   v_task text := saga._task(p_name, p_version);
+  -- The tenant given, else the session's, else the parent saga's (a child saga started by a worker).
+  v_tenant text := coalesce(nullif(p_tenant, ''), saga._tenant(),
+    (select p.tenant from saga.instances p where p.id = p_parent_id));
+  v_other text;
 begin
+  if saga._tenant() is not null and v_tenant <> saga._tenant() then
+    raise exception 'saga %: tenant % differs from this session''s saga.tenant %; a session acts for its own tenant only',
+      p_name, v_tenant, saga._tenant() using errcode = 'SG400';
+  end if;
   if p_timeout_ms is not null then
     v_deadline := now() + p_timeout_ms * interval '1 millisecond';
   end if;
-  insert into saga.instances as i (name, version, state, input, idempotency_key, metadata, deadline, seq, trace_context, parent_id)
+  insert into saga.instances as i (name, version, state, input, idempotency_key, metadata, deadline, seq, trace_context,
+    parent_id, tenant)
   values (p_name, p_version, 'running', p_input, p_idempotency_key, coalesce(p_metadata, '{}'::jsonb), v_deadline, 1,
-          p_trace_context, p_parent_id)
+          p_trace_context, p_parent_id, v_tenant)
   on conflict (name, idempotency_key) do nothing
   returning i.id into v_id;
 
   if v_id is null then
     -- The key is taken by a committed instance (ON CONFLICT waited for any open inserter).
-    select i.id into v_id from saga.instances i where i.name = p_name and i.idempotency_key = p_idempotency_key;
+    select i.id, i.tenant into v_id, v_other from saga.instances i
+    where i.name = p_name and i.idempotency_key = p_idempotency_key;
     if v_id is null then
       raise exception 'idempotency key % of saga % is held by a transaction this snapshot cannot see', p_idempotency_key, p_name
         using errcode = '40001';
+    end if;
+    -- Another tenant's saga: its id is not this session's to see.
+    if not saga._tenant_visible(v_other) then
+      raise exception 'saga %: idempotency key % is taken by another tenant''s saga; choose keys per tenant', p_name,
+        p_idempotency_key using errcode = 'SG409';
     end if;
     return query select v_id, false;
     return;
   end if;
 
-  insert into saga.outbox (saga_id, seq, type, name, payload)
+  insert into saga.outbox (saga_id, seq, type, name, payload, tenant)
   values (v_id, 1, 'saga.started', p_name, jsonb_strip_nulls(jsonb_build_object(
-    'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)));
+    'version', p_version, 'idempotencyKey', p_idempotency_key, 'metadata', p_metadata, 'deadline', v_deadline)), v_tenant);
 
   perform saga._enqueue(v_task,
     case when p_validated then json_build_object('id', v_id) else json_build_object('id', v_id, 'validate', true) end);
@@ -458,6 +501,14 @@ CREATE FUNCTION saga._task(p_name text, p_version integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ select 'saga:' || p_name || '@' || p_version $$;
 
+CREATE FUNCTION saga._tenant() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ select nullif(current_setting('saga.tenant', true), '') $$;
+
+CREATE FUNCTION saga._tenant_visible(p_tenant text) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ select saga._tenant() is null or p_tenant = saga._tenant() $$;
+
 CREATE FUNCTION saga._transition(p_id uuid, p_xmin text, p_instance jsonb, p_steps jsonb, p_events jsonb, p_jobs jsonb, p_notify text) RETURNS json
     LANGUAGE plpgsql
     AS $$
@@ -482,7 +533,8 @@ CREATE FUNCTION saga.cancel(p_id uuid, p_reason text DEFAULT 'cancelled'::text) 
 declare
   v record;
 begin
-  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id;
+  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found.
+  select i.id, i.name, i.version, i.state into v from saga.instances i where i.id = p_id and saga._tenant_visible(i.tenant);
   if not found then
     raise exception 'saga.cancel: no saga with id %', p_id using errcode = 'SG404';
   end if;
@@ -505,7 +557,9 @@ CREATE FUNCTION saga.retry(p_id uuid, p_reason text DEFAULT NULL::text) RETURNS 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v jsonb := saga._lock(p_id)::jsonb;
+  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found (nor locked).
+  v jsonb := case when exists (select 1 from saga.instances i where i.id = p_id and saga._tenant_visible(i.tenant))
+    then saga._lock(p_id)::jsonb end;
   v_seq int;
   v_note jsonb;
   v_step jsonb;
@@ -590,14 +644,15 @@ begin
     raise exception 'saga.start(%): options must be a json object', p_name using errcode = 'SG400';
   end if;
   select string_agg(k, ', ' order by k) into v_unknown from jsonb_object_keys(v_options) k
-  where k not in ('idempotencyKey', 'metadata', 'version', 'parentId', 'traceparent');
+  where k not in ('idempotencyKey', 'metadata', 'version', 'parentId', 'traceparent', 'tenant');
   if v_unknown is not null then
-    raise exception 'saga.start(%): unknown option(s) %; expected idempotencyKey, metadata, version, parentId, traceparent',
+    raise exception 'saga.start(%): unknown option(s) %; expected idempotencyKey, metadata, version, parentId, traceparent, tenant',
       p_name, v_unknown using errcode = 'SG400';
   end if;
   if coalesce(jsonb_typeof(v_options->'idempotencyKey'), 'string') not in ('string', 'null')
-     or coalesce(jsonb_typeof(v_options->'traceparent'), 'string') not in ('string', 'null') then
-    raise exception 'saga.start(%): options.idempotencyKey and options.traceparent must be strings', p_name
+     or coalesce(jsonb_typeof(v_options->'traceparent'), 'string') not in ('string', 'null')
+     or coalesce(jsonb_typeof(v_options->'tenant'), 'string') not in ('string', 'null') then
+    raise exception 'saga.start(%): options.idempotencyKey, options.traceparent and options.tenant must be strings', p_name
       using errcode = 'SG400';
   end if;
   if coalesce(jsonb_typeof(v_options->'metadata'), 'object') not in ('object', 'null') then
@@ -641,7 +696,7 @@ begin
 
   select s.id into v_id from saga._start(p_name, v_version, p_input, v_options->>'idempotencyKey',
     coalesce(nullif(v_options->'metadata', 'null'::jsonb), '{}'::jsonb), v_timeout, v_options->>'traceparent',
-    v_parent, false) s;
+    v_parent, false, v_options->>'tenant') s;
   return v_id;
 end $$;
 
@@ -716,8 +771,10 @@ CREATE VIEW saga.events AS
             WHEN ((jsonb_typeof(o.payload) = 'object'::text) AND (o.payload ? '$encrypted'::text)) THEN jsonb_build_object('$encrypted', (o.payload -> '$encrypted'::text))
             ELSE o.payload
         END AS payload,
-    o.created_at
-   FROM saga.outbox o;
+    o.created_at,
+    o.tenant
+   FROM saga.outbox o
+  WHERE saga._tenant_visible(o.tenant);
 
 CREATE TABLE saga.instances (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -739,7 +796,8 @@ CREATE TABLE saga.instances (
     next_attempt_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone
+    finished_at timestamp with time zone,
+    tenant text
 );
 
 ALTER TABLE saga.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -849,7 +907,7 @@ CREATE VIEW saga.stuck AS
              LEFT JOIN leases l ON ((l.saga_id = i.id)))
              LEFT JOIN jobs j ON ((j.saga_id = (i.id)::text)))
              LEFT JOIN waits w ON ((w.saga_id = i.id)))
-          WHERE ((i.state = ANY (ARRAY['running'::text, 'compensating'::text])) AND (l.live_lease IS NOT TRUE))
+          WHERE ((i.state = ANY (ARRAY['running'::text, 'compensating'::text])) AND (l.live_lease IS NOT TRUE) AND saga._tenant_visible(i.tenant))
         )
  SELECT c.id,
     c.name,
@@ -941,3 +999,31 @@ CREATE INDEX steps_lease_owner_idx ON saga.steps USING btree (lease_owner) WHERE
 
 ALTER TABLE ONLY saga.steps
     ADD CONSTRAINT steps_saga_id_instances_id_fk FOREIGN KEY (saga_id) REFERENCES saga.instances(id) ON DELETE CASCADE;
+
+ALTER TABLE saga.cancel_requests ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE saga.instances ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE saga.outbox ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY saga_tenant ON saga.cancel_requests FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
+   FROM saga.instances i
+  WHERE ((i.id = cancel_requests.saga_id) AND saga._tenant_visible(i.tenant)))));
+
+CREATE POLICY saga_tenant ON saga.instances FOR SELECT TO saga_app, saga_reader USING (saga._tenant_visible(tenant));
+
+CREATE POLICY saga_tenant ON saga.outbox FOR SELECT TO saga_app, saga_reader USING (saga._tenant_visible(tenant));
+
+CREATE POLICY saga_tenant ON saga.steps FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
+   FROM saga.instances i
+  WHERE ((i.id = steps.saga_id) AND saga._tenant_visible(i.tenant)))));
+
+CREATE POLICY saga_worker ON saga.cancel_requests TO saga_worker USING (true) WITH CHECK (true);
+
+CREATE POLICY saga_worker ON saga.instances TO saga_worker USING (true) WITH CHECK (true);
+
+CREATE POLICY saga_worker ON saga.outbox TO saga_worker USING (true) WITH CHECK (true);
+
+CREATE POLICY saga_worker ON saga.steps TO saga_worker USING (true) WITH CHECK (true);
+
+ALTER TABLE saga.steps ENABLE ROW LEVEL SECURITY;

@@ -35,8 +35,8 @@ begin
     raise exception 'saga._publish: the types saga.* and compensation.* are the engine''s own' using errcode = 'SG400';
   end if;
   return query
-  insert into saga.outbox (type, key, payload)
-  select e.type, e.key, e.payload::jsonb
+  insert into saga.outbox (type, key, payload, tenant)
+  select e.type, e.key, e.payload::jsonb, saga._tenant()
   from unnest(p_types, p_keys, p_payloads) with ordinality as e(type, key, payload, n)
   order by e.n
   returning id;
@@ -59,7 +59,7 @@ begin
   -- Definer functions run as their owner: a fixed search_path, so no caller's schema can shadow what they call.
   foreach f in array array[
     'saga.start(text, jsonb, jsonb)', 'saga.cancel(uuid, text)', 'saga.retry(uuid, text)',
-    'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean)',
+    'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text)',
     'saga._publish(text[], text[], text[])', 'saga._saga_jobs()'] loop
     execute format('alter function %s security definer set search_path = pg_catalog, pg_temp', f);
   end loop;
@@ -88,17 +88,40 @@ begin
     end if;
   end if;
 
+  -- Tenant isolation (opt-in, docs/security.md): row-level security on the tables that hold a tenant's sagas and
+  -- events. The owner bypasses it (workers and migrate run as the owner or saga_worker, across tenants);
+  -- saga_app and saga_reader see a tenant's rows when their session sets saga.tenant, every row when it does not.
+  -- Policies are created once, when missing: dropping and creating them would lock the tables on every migrate().
+  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests']) loop
+    if worker and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
+                              and p.policyname = 'saga_worker') then
+      execute format('create policy saga_worker on saga.%I to saga_worker using (true) with check (true)', t);
+    end if;
+    if (app or reader) and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
+                                       and p.policyname = 'saga_tenant') then
+      execute format('create policy saga_tenant on saga.%I for select to %s using (%s)', t,
+        concat_ws(', ', case when app then 'saga_app' end, case when reader then 'saga_reader' end),
+        case when t in ('instances', 'outbox') then 'saga._tenant_visible(tenant)'
+             else format('exists (select 1 from saga.instances i where i.id = %I.saga_id and saga._tenant_visible(i.tenant))', t) end);
+    end if;
+    if not (select c.relrowsecurity from pg_class c where c.oid = format('saga.%I', t)::regclass) then
+      execute format('alter table saga.%I enable row level security', t);
+    end if;
+  end loop;
+
   if app then
     grant usage on schema saga to saga_app;
     grant select on all tables in schema saga to saga_app;
     grant execute on function saga.start(text, jsonb, jsonb), saga.cancel(uuid, text), saga.retry(uuid, text),
-      saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean),
-      saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after() to saga_app;
+      saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text),
+      saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after(), saga._tenant(),
+      saga._tenant_visible(text) to saga_app;
   end if;
 
   if reader then
     grant usage on schema saga to saga_reader;
     grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
-    grant execute on function saga._saga_jobs(), saga._stale_after() to saga_reader;
+    grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text)
+      to saga_reader;
   end if;
 end $$;

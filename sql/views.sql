@@ -6,5 +6,7 @@ create or replace view saga.events as
 select o.id, o.saga_id, o.seq, o.type, o.step, o.name, o.key,
   case when jsonb_typeof(o.payload) = 'object' and o.payload ? '$encrypted'
        then jsonb_build_object('$encrypted', o.payload->'$encrypted') else o.payload end as payload,
-  o.created_at
-from saga.outbox o;
+  o.created_at, o.tenant
+from saga.outbox o
+-- The view runs as its owner, past row-level security: it checks the session's saga.tenant itself.
+where saga._tenant_visible(o.tenant);

@@ -63,6 +63,14 @@ export interface StartOptions {
   /** The saga that started this one (nesting). */
   parentId?: string;
   /**
+   * Opt-in tenant isolation (docs/security.md): stored on the saga and its events. Default: the session's
+   * `saga.tenant` setting, else the parent saga's tenant. A session with `saga.tenant` set may start only its own.
+   *
+   * @example
+   * await engine.start(orderSaga, input, { tenant: "acme" });
+   */
+  tenant?: string;
+  /**
    * A W3C `traceparent` to parent the saga's trace on, instead of the caller's active OpenTelemetry context.
    *
    * @example
@@ -155,7 +163,7 @@ function toJsonText(
 /** Longest idempotency key, in characters (saga.start in SQL has the same limit). */
 export const MAX_IDEMPOTENCY_KEY = 255;
 
-const START_OPTIONS = new Set(["idempotencyKey", "client", "metadata", "parentId", "traceContext"]);
+const START_OPTIONS = new Set(["idempotencyKey", "client", "metadata", "parentId", "traceContext", "tenant"]);
 
 /** Refuses keys an options object does not know, instead of ignoring a misspelt one. */
 export function refuseUnknownKeys(where: string, value: unknown, known: ReadonlySet<string>): void {
@@ -204,6 +212,11 @@ export function checkStart(def: AnySaga, input: unknown, o: StartOptions, maxByt
   ) {
     throw new SagaError("INVALID_OPTIONS", "metadata must be a plain JSON object");
   }
+  if (
+    o.tenant !== undefined &&
+    (typeof o.tenant !== "string" || o.tenant.length === 0 || !isStorableString(o.tenant))
+  )
+    throw new SagaError("INVALID_OPTIONS", "tenant must be a non-empty string without NUL characters or lone surrogates");
   if (o.parentId !== undefined && !/^[0-9a-f-]{36}$/i.test(o.parentId))
     throw new SagaError("INVALID_OPTIONS", "parentId must be a saga id (uuid)");
   if (o.traceContext !== undefined && parseTraceparent(o.traceContext) === null)
@@ -220,6 +233,7 @@ export function checkStart(def: AnySaga, input: unknown, o: StartOptions, maxByt
     timeoutMs: def.timeoutMs ?? null,
     traceContext: o.traceContext ?? null,
     parentId: o.parentId ?? null,
+    tenant: o.tenant ?? null,
   };
 }
 

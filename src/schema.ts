@@ -47,6 +47,8 @@ export const instances = sagaSchema.table(
       .notNull()
       .default(sql`'{}'::jsonb`),
     traceContext: text("trace_context"),
+    /** Opt-in tenant isolation: row-level security (sql/security.sql) shows a session with saga.tenant set only its own. */
+    tenant: text("tenant"),
     /** When a step waiting to retry runs again (database clock). */
     nextAttemptAt: tstz("next_attempt_at"),
     createdAt: tstz("created_at").notNull().defaultNow(),
@@ -117,6 +119,8 @@ export const outbox = sagaSchema.table(
     payload: jsonb("payload")
       .notNull()
       .default(sql`'{}'::jsonb`),
+    /** The saga's tenant (or the publishing session's saga.tenant), for row-level security. */
+    tenant: text("tenant"),
     createdAt: tstz("created_at").notNull().defaultNow(),
   },
   (t) => [index("outbox_xid_id_idx").on(t.xid, t.id), index("outbox_saga_id_seq_idx").on(t.sagaId, t.seq)],
