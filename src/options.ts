@@ -8,7 +8,7 @@ import { type PayloadCodec, plainCodec } from "./codec/codec.js";
 import type { RetentionOptions } from "./relay/types.js";
 import { parseTraceparent } from "./observability/tracing.js";
 import type { InstanceRow, ListFilter } from "./sql/read-sagas.js";
-import type { SagaState } from "./sql/lock-instance.js";
+import { SAGA_STATES, type SagaState } from "./sql/lock-instance.js";
 
 /** Options of {@link createSagaEngine}. Give `connectionString` or your own `pool`. */
 export interface EngineOptions {
@@ -255,21 +255,11 @@ export interface ListOptions {
   order?: "asc" | "desc";
 }
 
-const STATES = [
-  "running",
-  "compensating",
-  "completed",
-  "compensated",
-  "cancelled",
-  "timed_out",
-  "failed",
-  "compensation_failed",
-] as const satisfies readonly SagaState[];
 
 const storableString = z.string().refine(isStorableString, "must not hold NUL characters or lone surrogates");
 
 const listSchema = z.strictObject({
-  states: z.array(z.enum(STATES)).optional(),
+  states: z.array(z.enum(SAGA_STATES)).optional(),
   name: storableString.optional(),
   names: z.array(storableString).optional(),
   createdAfter: z.date().optional(),

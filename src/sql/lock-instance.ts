@@ -18,15 +18,19 @@ export interface LockedSaga {
   steps: StepRow[];
 }
 
-export type SagaState =
-  | "running"
-  | "compensating"
-  | "completed"
-  | "compensated"
-  | "cancelled"
-  | "timed_out"
-  | "failed"
-  | "compensation_failed";
+/** Every saga state, in the order a saga can reach them: the one list the CLI, list() and the views share. */
+export const SAGA_STATES = [
+  "running",
+  "compensating",
+  "completed",
+  "compensated",
+  "cancelled",
+  "timed_out",
+  "failed",
+  "compensation_failed",
+] as const;
+
+export type SagaState = (typeof SAGA_STATES)[number];
 
 export type StepStatus =
   | "pending"
@@ -54,14 +58,9 @@ export interface StepRow {
   error: { code?: string; outcome?: string } | null;
 }
 
-export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set([
-  "completed",
-  "compensated",
-  "cancelled",
-  "timed_out",
-  "failed",
-  "compensation_failed",
-]);
+export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set(
+  SAGA_STATES.filter((s) => s !== "running" && s !== "compensating"),
+);
 
 // Primary keys of instances and steps. Locks the instance row only (invariant 2: instance first); step rows
 // are locked by the updates that follow, in the same transaction. saga._lock (sql/functions.sql) reads

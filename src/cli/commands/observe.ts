@@ -1,20 +1,12 @@
 /** `pg-saga stats`, `stuck` and `health`: how the installation is doing. */
 import type { HealthReport } from "../../health.js";
 import { type StuckReason, readStuck } from "../../sql/stuck-sagas.js";
+import { SAGA_STATES } from "../../sql/lock-instance.js";
 import { CliError, type Cli } from "../context.js";
 import { between, formatDuration, formatTime, table } from "../format.js";
 import { parseInteger } from "./read.js";
 
-const STATE_COLUMNS = [
-  "running",
-  "compensating",
-  "completed",
-  "compensated",
-  "cancelled",
-  "timed_out",
-  "failed",
-  "compensation_failed",
-] as const;
+const STATE_COLUMNS = SAGA_STATES;
 
 // instances_state_created_at_idx is no help for a full count; fine for an operator's command.
 const BY_NAME_SQL = `

@@ -1,19 +1,11 @@
 /** `pg-saga list` and `pg-saga show <id>`: sagas as tables, and one saga's timeline. */
 import type { SagaInstance, SagaState, SagaStepView } from "../../engine.js";
 import { toMs } from "../../duration.js";
+import { SAGA_STATES } from "../../sql/lock-instance.js";
 import { CliError, type Cli } from "../context.js";
 import { between, brief, formatDuration, formatError, formatTime, paintState, table } from "../format.js";
 
-const STATES: readonly SagaState[] = [
-  "running",
-  "compensating",
-  "completed",
-  "compensated",
-  "cancelled",
-  "timed_out",
-  "failed",
-  "compensation_failed",
-];
+const STATES: readonly SagaState[] = SAGA_STATES;
 
 export interface ListCommandOptions {
   state?: string[];
