@@ -10,91 +10,19 @@ import { SagaError } from "../errors.js";
 import type { Subscriber } from "../listen.js";
 import type { Logger } from "../logger.js";
 import { quietWorkerLogger } from "../migrate.js";
-import {
-  type HealthCheck,
-  type MetricsOptions,
-  type WorkerMetricsHandle,
-  observeWorker,
-} from "../observability/worker-observability.js";
+import { type HealthCheck, observeWorker } from "../observability/worker-observability.js";
 import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
-import type { RelayOptions, RetentionOptions } from "../relay/types.js";
-import type { Bridge } from "../bridges/bridge.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
-import { type PayloadCodec, plainCodec } from "../codec/codec.js";
+import { plainCodec } from "../codec/codec.js";
 import { AbortError } from "./call-handler.js";
 import { abortInterrupted, listenForControl, runningSagas } from "./control.js";
 import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
 import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
 
-export interface WorkerOptions {
-  /** Jobs run at once by this process. Default 10. */
-  concurrency?: number;
-  /**
-   * Connections of the worker's pool (its steps, transitions, heartbeats and graphile-worker's queries), at
-   * most. Default `concurrency + 4`; fewer makes job slots wait for a connection.
-   */
-  poolSize?: number;
-  /** How often graphile-worker looks for jobs scheduled for later, in ms. Default 1000. */
-  pollInterval?: number;
-  /** Heartbeat period in ms. Default 2000. */
-  heartbeatInterval?: number;
-  /** A worker silent this long is dead: its steps are retried elsewhere. Default 15000. */
-  deadWorkerAfter?: number;
-  /** How often this worker looks for dead workers, in ms. Default 5000. */
-  reapInterval?: number;
-  /**
-   * How long a step handler aborted by a cancel or the saga deadline may take to return, in ms: its step's
-   * compensation waits for it (a handler that honours `ctx.signal` returns at once). Default 5000.
-   */
-  abortGrace?: number;
-  /**
-   * Prometheus metrics in a registry of this worker's own; with `port`, served at `/metrics` (and `/healthz`).
-   * Off by default: then counting costs nothing.
-   *
-   * @example
-   * const worker = await engine.runWorker({ metrics: { port: 9464 } }); // curl localhost:9464/metrics
-   */
-  metrics?: MetricsOptions;
-  /** The outbox relay this worker runs (one worker per database is active). `false`: none here. */
-  relay?: RelayOptions | false;
-  /** Retention, run by the active relay; overrides the engine's `retention`. */
-  retention?: RetentionOptions | undefined;
-  /**
-   * How often the worker looks whether a newer pg-saga migrated the database, in ms; it then stops taking work
-   * (`ended` resolves with a SCHEMA_NEWER error). Default 10000.
-   */
-  schemaCheckInterval?: number;
-  /**
-   * Bridges from the outbox to brokers, each a durable subscription (one active per name across workers).
-   *
-   * @example
-   * await engine.runWorker({ bridges: [natsBridge({ servers: "nats://127.0.0.1:4222" })] });
-   */
-  bridges?: readonly Bridge[];
-  /** @internal the engine's codec. */
-  codec?: PayloadCodec;
-}
-
-/** A running worker process's handle. */
-export interface SagaWorker {
-  readonly id: string;
-  /** Counters since start: results discarded by the fence, steps recovered from dead workers. */
-  readonly stats: { discarded: number; reaped: number };
-  /** The worker's Prometheus registry and endpoint; `null` unless started with `metrics`. */
-  readonly metrics: WorkerMetricsHandle | null;
-  /**
-   * Stops taking work, waits up to `timeoutMs` (default 10 s) for running steps, then aborts their signals
-   * and releases them, so another worker retries them at once.
-   */
-  stop(options?: { timeoutMs?: number }): Promise<void>;
-  /**
-   * Resolves once the worker has stopped: with `null` after `stop()`, with a SCHEMA_NEWER {@link SagaError}
-   * when it stopped on its own because a newer release migrated the database.
-   */
-  readonly ended: Promise<SagaError | null>;
-}
+export type { SagaWorker, WorkerOptions } from "./worker-options.js";
+import type { SagaWorker, WorkerOptions } from "./worker-options.js";
 
 export const sagaTask = (def: AnySaga) => `saga:${def.name}@${def.version}`;
 
