@@ -3,7 +3,7 @@
  * clients. Dividing by the commits one saga needs gives the most sagas/s this server could commit.
  */
 import pg from "pg";
-import { type BenchOptions, type Results, cpuSecondsOf, log } from "./harness.js";
+import { type BenchOptions, type Results, cpuSecondsOf, log, walCounts } from "./harness.js";
 import { fmt, percentile } from "./stats.js";
 
 /**
@@ -15,7 +15,7 @@ export async function closedLoop(
   clients: number,
   seconds: number,
   body: (c: pg.Client, i: number) => Promise<void>,
-): Promise<{ perSec: number; p50: number; samples: number[]; serverCpuMs: number }> {
+): Promise<{ perSec: number; p50: number; samples: number[]; serverCpuMs: number; walRecords: number }> {
   const conns = await Promise.all(
     Array.from({ length: clients }, async () => {
       const c = new pg.Client({ connectionString: o.url });
@@ -32,6 +32,7 @@ export async function closedLoop(
     const until = performance.now() + seconds * 1000;
     const t0 = performance.now();
     const cpu0 = await cpuSecondsOf(pids);
+    const wal0 = (await walCounts(o)).records;
     await Promise.all(
       conns.map(async (c) => {
         for (let i = 0; performance.now() < until; i++) {
@@ -44,7 +45,8 @@ export async function closedLoop(
     );
     const elapsed = (performance.now() - t0) / 1000;
     const serverCpuMs = (((await cpuSecondsOf(pids)) - cpu0) * 1000) / count;
-    return { perSec: count / elapsed, p50: percentile(samples, 50), samples, serverCpuMs };
+    const walRecords = ((await walCounts(o)).records - wal0) / count;
+    return { perSec: count / elapsed, p50: percentile(samples, 50), samples, serverCpuMs, walRecords };
   } finally {
     await Promise.all(conns.map((c) => c.end()));
   }

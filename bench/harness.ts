@@ -2,8 +2,9 @@
  * What every scenario shares: the bench database, the results table, a round-trip counter over every
  * `pg` query of this process, and xact_commit deltas read from pg_stat_database.
  */
+import { loadavg } from "node:os";
 import pg from "pg";
-import { type Spread, fmtSpread, percentile, spread } from "./stats.js";
+import { type Spread, fmt, fmtSpread, percentile, spread } from "./stats.js";
 
 export interface BenchOptions {
   /** Server URL for admin work (create/drop the bench database, read pg_stat_database). */
@@ -24,6 +25,35 @@ export interface Figure {
   value: Spread;
   target?: string;
   note?: string;
+  /** Server work behind the figure: postgres CPU ms and WAL records per saga (or per transaction), medians. */
+  cost?: Cost;
+}
+
+/** Server work per saga (or per transaction) beside a figure, so a win is explained rather than lucky. */
+export interface Cost {
+  /** Postgres backend CPU, ms. */
+  cpuMs: number;
+  /** WAL records (pg_stat_wal, cluster-wide). */
+  walRecords?: number;
+  /** Who the cost is of, when the figure compares two systems ("pg-saga 2.1 ms · naive 2.9 ms"). */
+  label?: string;
+  /** A second system's cost (the baseline of a ratio). */
+  vs?: Cost;
+}
+
+/** "≥ 2" / "≤ 0.3" → whether `value` meets it; undefined when the target is not of that form. */
+export function meets(target: string, value: number): boolean | undefined {
+  const m = /^\s*(≥|>=|≤|<=)\s*([\d.]+)/.exec(target);
+  if (!m || !Number.isFinite(value)) return undefined;
+  const bound = Number(m[2]);
+  return m[1] === "≥" || m[1] === ">=" ? value >= bound : value <= bound;
+}
+
+export function fmtCost(c: Cost | undefined): string {
+  if (!c) return "";
+  const one = (x: Cost) =>
+    `${x.label ? `${x.label} ` : ""}${fmt(x.cpuMs)} ms${x.walRecords === undefined ? "" : ` · ${fmt(x.walRecords)} WAL`}`;
+  return c.vs ? `${one(c)}; ${one(c.vs)}` : one(c);
 }
 
 export class Results {
@@ -35,21 +65,60 @@ export class Results {
     name: string,
     unit: string,
     runs: number[],
-    more: { target?: string; note?: string } = {},
+    more: { target?: string; note?: string; cost?: Cost } = {},
   ) {
     const figure: Figure = { scenario, name, unit, value: spread(runs), ...more };
     this.figures.push(figure);
-    log(`  ${name}: ${fmtSpread(figure.value)} ${unit}${more.target ? `  [target ${more.target}]` : ""}`);
+    const cost = more.cost ? `  (server per saga: ${fmtCost(more.cost)})` : "";
+    log(
+      `  ${name}: ${fmtSpread(figure.value)} ${unit}${more.target ? `  [target ${more.target}]` : ""}${cost}`,
+    );
     return figure;
   }
 
   table(): string {
-    const header = ["scenario", "figure", "median (min–max)", "unit", "target"];
-    const rows = this.figures.map((f) => [f.scenario, f.name, fmtSpread(f.value), f.unit, f.target ?? ""]);
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-    return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+    const header = ["scenario", "figure", "median (min–max)", "unit", "target", "server CPU · WAL records"];
+    const rows = this.figures.map((f) => [
+      f.scenario,
+      f.name,
+      fmtSpread(f.value),
+      f.unit,
+      f.target ?? "",
+      fmtCost(f.cost),
+    ]);
+    return markdownTable(header, rows);
   }
+
+  /** The figures with a target: median, target, met or not, and the server work behind each. */
+  targets(): string {
+    const header = ["target", "median (min–max)", "target", "met", "server CPU · WAL records per saga"];
+    const rows = this.figures
+      .filter((f) => f.target)
+      .map((f) => {
+        const met = meets(f.target!, f.value.median);
+        return [
+          f.name,
+          `${fmtSpread(f.value)} ${f.unit}`,
+          f.target!,
+          met === undefined ? "?" : met ? "met" : "NOT MET",
+          fmtCost(f.cost),
+        ];
+      });
+    return markdownTable(header, rows);
+  }
+}
+
+function markdownTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** The machine's load average (1, 5, 15 min): the bench shares its cores, so every run reports it. */
+export function loadAverage(): string {
+  return loadavg()
+    .map((x) => x.toFixed(2))
+    .join(", ");
 }
 
 export function log(message: string): void {

@@ -6,14 +6,43 @@
  * round trip plus server time, no queueing).
  */
 import { createSagaEngine } from "../src/index.js";
-import { type BenchOptions, type Results, benchClient, log, queries, resetTables } from "./harness.js";
+import {
+  type BenchOptions,
+  type Cost,
+  type Results,
+  backendCpuSeconds,
+  benchClient,
+  log,
+  queries,
+  resetTables,
+  walCounts,
+} from "./harness.js";
 import { startChainWorker } from "./naive-chain.js";
 import { benchSagas, noopSaga, probe } from "./sagas.js";
-import { fmt, percentile } from "./stats.js";
+import { fmt, percentile, spread } from "./stats.js";
 
 interface LatencyRun {
   done: number[];
   first: number[];
+  /** Server CPU and WAL records per saga over the measured sagas (backends of the bench database). */
+  cost?: Cost;
+}
+
+/** Reads server CPU and WAL at the first measured saga and again at the end of the loop. */
+function costMeter(o: BenchOptions) {
+  let cpu0 = Number.NaN;
+  let wal0 = 0;
+  return {
+    async begin() {
+      cpu0 = await backendCpuSeconds(o);
+      wal0 = (await walCounts(o)).records;
+    },
+    async end(n: number): Promise<Cost> {
+      const cpu = await backendCpuSeconds(o);
+      const wal = (await walCounts(o)).records;
+      return { cpuMs: ((cpu - cpu0) * 1000) / n, walRecords: (wal - wal0) / n };
+    },
+  };
 }
 
 function lastStep(id: string): Promise<void> {
@@ -40,13 +69,17 @@ async function sagaLatency(
   const poll = await benchClient(o);
   const caller = await benchClient(o);
   const run: LatencyRun = { done: [], first: [] };
+  const meter = costMeter(o);
   try {
     const worker = await engine.runWorker({ concurrency: 10 });
     try {
       probe.reset();
       probe.trackFirst = true;
       for (let i = 0; i < warmup + count; i++) {
-        if (i === warmup) queries.reset();
+        if (i === warmup) {
+          queries.reset();
+          await meter.begin();
+        }
         queries.timing = i >= warmup;
         const t0 = performance.now();
         let id = "";
@@ -76,6 +109,7 @@ async function sagaLatency(
         }
       }
       queries.timing = false;
+      run.cost = await meter.end(count);
     } finally {
       await worker.stop();
     }
@@ -91,10 +125,12 @@ async function naiveLatency(o: BenchOptions, count: number, warmup: number): Pro
   const worker = await startChainWorker(o, 10);
   const client = await benchClient(o);
   const run: LatencyRun = { done: [], first: [] };
+  const meter = costMeter(o);
   try {
     probe.reset();
     probe.trackFirst = true;
     for (let i = 0; i < warmup + count; i++) {
+      if (i === warmup) await meter.begin();
       const id = 50_000 + i;
       const finished = lastStep(String(id));
       const t0 = performance.now();
@@ -116,6 +152,7 @@ async function naiveLatency(o: BenchOptions, count: number, warmup: number): Pro
         run.first.push((probe.firstHandlerAt.get(String(id)) ?? Number.NaN) - committed);
       }
     }
+    run.cost = await meter.end(count);
   } finally {
     await worker.stop();
     await client.end();
@@ -139,18 +176,31 @@ export async function latencyScenario(o: BenchOptions, r: Results): Promise<void
       `  rep ${rep + 1}: pg-saga p50 ${fmt(percentile(saga.at(-1)!.done, 50))} ms, naive p50 ${fmt(percentile(naive.at(-1)!.done, 50))} ms`,
     );
   }
-  const p = (runs: LatencyRun[], key: keyof LatencyRun, q: number) => runs.map((x) => percentile(x[key], q));
-  r.add("latency", "pg-saga start → completed p50", "ms", p(saga, "done", 50), { target: "≤ 3" });
+  const p = (runs: LatencyRun[], key: "done" | "first", q: number) => runs.map((x) => percentile(x[key], q));
+  const cost = (runs: LatencyRun[], label?: string): Cost => ({
+    cpuMs: spread(runs.map((x) => x.cost?.cpuMs ?? Number.NaN)).median,
+    walRecords: spread(runs.map((x) => x.cost?.walRecords ?? Number.NaN)).median,
+    ...(label ? { label } : {}),
+  });
+  const sagaCost = { ...cost(saga, "pg-saga"), vs: cost(naive, "naive") };
+  r.add("latency", "pg-saga start → completed p50", "ms", p(saga, "done", 50), {
+    target: "≤ 3",
+    cost: sagaCost,
+  });
   r.add("latency", "pg-saga start → completed p95", "ms", p(saga, "done", 95));
-  r.add("latency", "pg-saga start → completed p99", "ms", p(saga, "done", 99), { target: "≤ 8" });
+  r.add("latency", "pg-saga start → completed p99", "ms", p(saga, "done", 99), {
+    target: "≤ 8",
+    cost: sagaCost,
+  });
   r.add("latency", "pg-saga start committed → first handler p50", "ms", p(saga, "first", 50), {
     target: "≤ 1",
+    cost: sagaCost,
   });
   r.add("latency", "pg-saga start committed → first handler p99", "ms", p(saga, "first", 99));
   r.add("latency", "pg-saga in caller tx: commit → first handler p50", "ms", p(inTx, "first", 50));
   r.add("latency", "pg-saga in caller tx: commit → first handler p99", "ms", p(inTx, "first", 99));
   r.add("latency", "pg-saga in caller tx: start → completed p50", "ms", p(inTx, "done", 50));
-  r.add("latency", "naive start → completed p50", "ms", p(naive, "done", 50));
+  r.add("latency", "naive start → completed p50", "ms", p(naive, "done", 50), { cost: cost(naive) });
   r.add("latency", "naive start → completed p99", "ms", p(naive, "done", 99));
   r.add("latency", "naive add_job committed → first task p50", "ms", p(naive, "first", 50));
   r.extra.latencyQueryMedians = perQuery;

@@ -7,7 +7,8 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
-import { type BenchOptions, Results, countQueries, log } from "./harness.js";
+import pg from "pg";
+import { type BenchOptions, Results, countQueries, loadAverage, log } from "./harness.js";
 import { createBenchDatabase, dropBenchDatabase } from "./setup.js";
 
 type Scenario = (o: BenchOptions, r: Results) => Promise<void>;
@@ -55,6 +56,25 @@ function gitState(): { commit: string | null; dirty: boolean } {
   }
 }
 
+/**
+ * Whether per-statement server time can be read: pg_stat_statements needs the library in
+ * shared_preload_libraries (a server restart). Without it, server work is measured from /proc and pg_stat_wal.
+ */
+async function statementStats(o: BenchOptions): Promise<string> {
+  const client = new pg.Client({ connectionString: o.adminUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ libs: string }>(
+      "select current_setting('shared_preload_libraries') as libs",
+    );
+    return rows[0]?.libs.split(",").some((l) => l.trim() === "pg_stat_statements")
+      ? "pg_stat_statements is preloaded: per-statement server time can be read with `create extension pg_stat_statements`."
+      : "pg_stat_statements is not in shared_preload_libraries: server CPU comes from /proc of the backends, WAL records from pg_stat_wal (cluster-wide).";
+  } finally {
+    await client.end();
+  }
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const adminUrl =
@@ -65,8 +85,8 @@ async function main(): Promise<void> {
     dbName,
     url: databaseUrl(adminUrl, dbName),
     quick: args.quick,
-    reps: args.quick ? 1 : 3,
-    sagas: args.quick ? 500 : 2_000,
+    reps: Number(process.env.BENCH_REPS ?? (args.quick ? 1 : 3)),
+    sagas: Number(process.env.BENCH_SAGAS ?? (args.quick ? 500 : 2_000)),
   };
   countQueries();
   const results = new Results();
@@ -74,6 +94,10 @@ async function main(): Promise<void> {
   log(
     `pg-saga bench${o.quick ? " (quick)" : ""}: ${args.only.join(", ")} on ${dbName}, ${cpus().length} cores`,
   );
+  const loadBefore = loadAverage();
+  log(`load average at start: ${loadBefore}`);
+  const statements = await statementStats(o);
+  log(statements);
   await createBenchDatabase(o);
   try {
     for (const name of args.only) {
@@ -87,7 +111,11 @@ async function main(): Promise<void> {
   } finally {
     if (!args.keep) await dropBenchDatabase(o);
   }
+  const loadAfter = loadAverage();
   log(`\n${results.table()}\n`);
+  log(`targets (issue 17; ratios within one run, medians of ${o.reps} repetitions of ${o.sagas} sagas):\n`);
+  log(`${results.targets()}\n`);
+  log(`load average: ${loadBefore} at start, ${loadAfter} at end, on ${cpus().length} cores. ${statements}`);
   const folder = fileURLToPath(new URL("./results/", import.meta.url));
   mkdirSync(folder, { recursive: true });
   const file = `${folder}${new Date(started).toISOString().replace(/[:.]/g, "-")}.json`;
@@ -102,6 +130,7 @@ async function main(): Promise<void> {
         node: process.version,
         git: gitState(),
         cores: cpus().length,
+        loadAverage: { start: loadBefore, end: loadAfter },
         figures: results.figures,
         extra: results.extra,
       },
