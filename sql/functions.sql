@@ -113,6 +113,7 @@ declare
   v_tenant text;
   s jsonb;
   j jsonb;
+  v_inserted boolean;
 begin
   update saga.instances i set
     state = coalesce(p_instance->>'state', i.state),
@@ -167,8 +168,11 @@ begin
            and case when s->'fence' ? 'compensation_attempt'
                  then t.compensation_attempt = (s->'fence'->>'compensation_attempt')::int
                  else t.attempt = (s->'fence'->>'attempt')::int end
-           and t.lease_owner is not distinct from s->'fence'->>'lease_owner');
-    if not found then
+           and t.lease_owner is not distinct from s->'fence'->>'lease_owner')
+    returning t.xmax = 0 into v_inserted;
+    -- A fenced patch needs the row it was decided from: inserted instead (xmax 0: no row conflicted), that row
+    -- is gone, e.g. a claim committed without waiting for the disk and lost in a server crash.
+    if not found or (v_inserted and s ? 'fence') then
       raise exception 'step % of saga % moved on since it was claimed; result discarded', s->>'index', p_id
         using errcode = 'SG409';
     end if;

@@ -71,19 +71,31 @@ export function applyTransitionSql(id: string, writes: TransitionWrites): string
   });
 }
 
+const TRANSITION_SQL =
+  "select saga._transition($1::uuid, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb, $7::text) as result";
+
+/**
+ * The same statement with `synchronous_commit = off` for its own (implicit) transaction: the setting is
+ * read when the transaction commits, and set_config(..., true) reverts it then.
+ */
+const TRANSITION_ASYNC_SQL = `${TRANSITION_SQL}, set_config('synchronous_commit', 'off', true) as sync`;
+
 /**
  * One transition as one statement (saga._transition, sql/functions.sql): locks the instance row by its
  * primary key, applies only if its xmin is still `xmin`, and returns the state after it for the next decision.
+ * `durable: false` (claims only, see Transition.claimOnly): the commit returns without waiting for its WAL
+ * to reach the disk; the saga's next synchronous commit, or any other, flushes it.
  */
 export async function commitTransition(
   db: Executor,
   id: string,
   xmin: string,
   writes: TransitionWrites,
+  options: { durable?: boolean } = {},
 ): Promise<{ applied: boolean; saga: LockedSaga } | null> {
   const [, ...rest] = applyValues(id, writes);
   const { rows } = await db.query<{ result: { applied: boolean; saga: LockedSaga } | null }>(
-    "select saga._transition($1::uuid, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb, $7::text) as result",
+    options.durable === false ? TRANSITION_ASYNC_SQL : TRANSITION_SQL,
     [id, xmin, ...rest],
   );
   return rows[0]?.result ?? null;

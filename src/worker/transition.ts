@@ -12,6 +12,20 @@ import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-ins
 import { type PayloadCodec, decodeError, decodeValue, plainCodec } from "../codec/codec.js";
 import { encodeWrites } from "../codec/encode-writes.js";
 
+/** What a claim writes on a step row (planNext, claimCompensation); any other field is a record. */
+const CLAIM_FIELDS = new Set([
+  "index",
+  "name",
+  "status",
+  "attempt",
+  "compensation_attempt",
+  "lease_owner",
+  "lease_ms",
+  "started",
+  "compensation_started",
+  "fence",
+]);
+
 /**
  * The writes of one transition, collected while the instance row is locked and flushed in one round trip.
  * It also keeps the in-memory view of the saga current, so a decision taken after a record in the same
@@ -128,6 +142,26 @@ export class Transition {
     this.notify = JSON.stringify({ id: this.saga.id, ...message });
   }
 
+  /**
+   * Whether this transition writes nothing but claims: step rows leased to this worker to run or compensate,
+   * their `saga.step.started` events and the event sequence, no result, no state, no job. Such a commit need
+   * not wait for the disk (see {@link commit}): lost in a server crash, the saga is as it was before the claim,
+   * and the step runs again, which at-least-once allows. Every later commit of the saga waits for the disk,
+   * and so flushes the claim's WAL with its own.
+   */
+  get claimOnly(): boolean {
+    if (this.stepPatches.size === 0 || this.jobs.length > 0 || this.notify !== null || this.doneJob !== null)
+      return false;
+    if (Object.keys(this.instance).some((k) => k !== "seq")) return false;
+    for (const patch of this.stepPatches.values()) {
+      const claim =
+        patch.status === "running" ? "started" : patch.status === "compensating" ? "compensation_started" : null;
+      if (!claim || patch[claim] !== true || !patch.lease_owner) return false;
+      if (Object.keys(patch).some((k) => !CLAIM_FIELDS.has(k))) return false;
+    }
+    return this.events.every((e) => e.type === "saga.step.started");
+  }
+
   /** The events this transition writes, in order: what metrics count once it is flushed. */
   get writtenEvents(): readonly EventRow[] {
     return this.events;
@@ -176,12 +210,13 @@ export class Transition {
    * Writes the transition as one statement that locks the instance row and applies only if the row is still
    * the version this decision was read at. Returns the saga's state after it, or the current state with
    * `applied: false` when another transition came first (nothing written: decide again). A transition with
-   * nothing to write writes nothing and returns the state it was decided from.
+   * nothing to write writes nothing and returns the state it was decided from. A claim-only transition
+   * ({@link claimOnly}) commits without waiting for its WAL to reach the disk.
    */
   async commit(db: Executor): Promise<{ applied: boolean; saga: LockedSaga } | null> {
     const writes = this.writes();
     return writes
-      ? commitTransition(db, this.saga.id, this.saga.xmin, writes)
+      ? commitTransition(db, this.saga.id, this.saga.xmin, writes, { durable: !this.claimOnly })
       : { applied: true, saga: this.saga };
   }
 }
