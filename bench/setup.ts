@@ -29,6 +29,8 @@ export async function createBenchDatabase(o: BenchOptions): Promise<void> {
         amount numeric not null, created_at timestamptz not null default now());
       create table bench_kv (id bigint generated always as identity primary key, v int not null);`);
     await engine.pool.query("vacuum analyze bench_rows");
+    // An experiment on the schema (a fillfactor, an index dropped) without a migration: BENCH_SETUP_SQL.
+    if (process.env.BENCH_SETUP_SQL) await engine.pool.query(process.env.BENCH_SETUP_SQL);
   } finally {
     await engine.close();
   }
