@@ -1,6 +1,6 @@
 import { escapeLiteral } from "pg";
 import type { Executor } from "../executor.js";
-import type { LockedSaga } from "./lock-instance.js";
+import type { LockedSaga } from "../model.js";
 
 /** One step row's new values; a `fence` makes the write conditional on the claimed attempt. */
 export interface StepPatch {

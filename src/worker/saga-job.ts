@@ -1,4 +1,3 @@
-import type pg from "pg";
 import type { AnySaga, TransactionalStepContext } from "../definition.js";
 import { BusinessError, SagaError, toStoredError } from "../errors.js";
 import type { Executor } from "../executor.js";
@@ -6,13 +5,13 @@ import { fromJsonbText, toJsonb } from "../jsonb.js";
 import { type Logger, scopedLogger } from "../logger.js";
 import { isTransientDbError } from "../db.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
-import { type PayloadCodec, decodeValue } from "../codec/codec.js";
-import { AbortError, callHandler, type Outcome } from "./call-handler.js";
+import { decodeValue } from "../codec/codec.js";
+import { AbortError, type Claim, type Outcome, type SagaJobPayload } from "../model.js";
+import { callHandler } from "./call-handler.js";
 import { cancelAbort, stopQueries } from "./aborted.js";
 import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
+import type { WorkerEnv } from "./worker-env.js";
 import {
-  type Claim,
-  type DecideEnv,
   endInterrupted,
   fenceHolds,
   interrupt,
@@ -22,38 +21,6 @@ import {
 } from "./decide.js";
 import type { Transition } from "./transition.js";
 import { type Held, lockedTransition, transition } from "./transitions.js";
-import type { StepObserver } from "../observability/step-observer.js";
-
-/** The payload of a saga job: `step` targets one compensation (parallel strategy). */
-export interface SagaJobPayload {
-  id: string;
-  step?: number;
-  deadline?: boolean;
-  validate?: boolean;
-  cancel?: string;
-  /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
-  by?: string;
-}
-
-/** What the step loop needs from the worker that runs it. */
-export interface WorkerEnv extends DecideEnv {
-  pool: pg.Pool;
-  /** `pool`, with a lost connection reported as ConnectionLostError (SQLSTATE 08006): see db.ts. */
-  db: Executor;
-  logger: Logger;
-  readonly stopping: boolean;
-  /** How long a handler aborted by a cancel or a deadline may take to return (see callHandler). */
-  abortGraceMs: number;
-  /** Decodes what transitions read and encodes what they write (plainCodec: none). */
-  codec: PayloadCodec;
-  track(sagaId: string, kind: Claim["kind"], index: number, controller: AbortController): () => void;
-  /** Local wake-up timers for jobs scheduled later: the database row stays the source of truth. */
-  wakeAfter(delaysMs: number[]): void;
-  onDiscarded(claim: Claim): void;
-  onTransition?(saga: Transition): void;
-  /** Tracing and step metrics; absent, or returning nothing, when both are off. */
-  observeStep?: StepObserver;
-}
 
 /** PostgreSQL's largest statement_timeout, in ms (an int). */
 const MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647;

@@ -8,7 +8,7 @@ import {
   applyTransitionSql,
   commitTransition,
 } from "../sql/apply-transition.js";
-import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-instance.js";
+import type { LockedSaga, SagaState, StepRow, StepStatus } from "../model.js";
 import { type PayloadCodec, decodeError, decodeValue, plainCodec } from "../codec/codec.js";
 import { encodeWrites } from "../codec/encode-writes.js";
 

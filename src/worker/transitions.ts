@@ -5,9 +5,9 @@
  */
 import { withTransaction, isTransientDbError } from "../db.js";
 import type { Executor } from "../executor.js";
-import { type LockedSaga, lockInstanceSql, readSaga } from "../sql/lock-instance.js";
-import type { Claim } from "./decide.js";
-import type { WorkerEnv } from "./saga-job.js";
+import type { Claim, LockedSaga } from "../model.js";
+import { lockInstanceSql, readSaga } from "../sql/lock-instance.js";
+import type { WorkerEnv } from "./worker-env.js";
 import { Transition } from "./transition.js";
 
 /** A claim this process holds: registered as active before its claim commits (see recoverOwnLostLeases). */
