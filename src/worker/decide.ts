@@ -5,11 +5,12 @@
 import type { AnySaga, StepDefinition } from "../definition.js";
 import { BusinessError, RetryableError, type StoredError, toStoredError } from "../errors.js";
 import { delayFor } from "../retry.js";
+import type { StepFence } from "../sql/apply-transition.js";
 import { type Claim, type DecideEnv, type FailureKind, type StepRow, TERMINAL_STATES } from "../model.js";
 import { beginCompensation, planCompensation } from "./compensation-plan.js";
 import type { Transition } from "./transition.js";
 
-const fenceOf = (row: StepRow, claim: Claim, workerId: string) =>
+const fenceOf = (row: StepRow, claim: Claim, workerId: string): StepFence =>
   claim.kind === "execute"
     ? { status: "running", attempt: claim.attempt, lease_owner: workerId }
     : { status: "compensating", compensation_attempt: claim.attempt, lease_owner: workerId };

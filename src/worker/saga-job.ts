@@ -11,16 +11,9 @@ import { callHandler } from "./call-handler.js";
 import { cancelAbort, stopQueries } from "./aborted.js";
 import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
 import type { WorkerEnv } from "./worker-env.js";
-import {
-  endInterrupted,
-  fenceHolds,
-  interrupt,
-  planNext,
-  recordFailure,
-  recordSuccess,
-} from "./decide.js";
+import { endInterrupted, fenceHolds, interrupt, planNext, recordFailure, recordSuccess } from "./decide.js";
 import type { Transition } from "./transition.js";
-import { type Held, lockedTransition, transition } from "./transitions.js";
+import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
 
 /** PostgreSQL's largest statement_timeout, in ms (an int). */
 const MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647;
@@ -144,9 +137,9 @@ async function runClaim(
   env: WorkerEnv,
   def: AnySaga,
   id: string,
-  claim: Held,
+  claim: TrackedClaim,
   jobId: string | undefined,
-): Promise<Held | null> {
+): Promise<TrackedClaim | null> {
   const { controller, untrack } = claim;
   const logger = scopedLogger(env.logger, {
     sagaId: id,
@@ -179,7 +172,7 @@ async function runClaim(
             error: claim.error ?? null,
           });
     const probe = env.observeStep?.(def, id, claim);
-    const outcome = storable(
+    const outcome = outputAsStored(
       claim,
       await callHandler(
         probe ? () => probe.run(call) : call,
@@ -264,7 +257,7 @@ async function runTransactional(
   controller: AbortController,
   logger: Logger,
   jobId: string | undefined,
-): Promise<Held | null> {
+): Promise<TrackedClaim | null> {
   // The statement timeout bounds the handler's queries; the savepoint keeps the failure record when the
   // handler's writes roll back. Both go with BEGIN and the lock, and end with the record and COMMIT.
   // statement_timeout is an int of ms: a longer step timeout caps each statement at its maximum (about 24.8
@@ -305,7 +298,7 @@ async function runTransactional(
       const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
       const call = () => claim.step.execute(claim.data, ctx);
       const probe = env.observeStep?.(def, id, claim, db);
-      const outcome = storable(
+      const outcome = outputAsStored(
         claim,
         await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs),
       );
@@ -342,7 +335,7 @@ function handOver(t: Transition): null {
  * jsonb cannot store (see jsonb.ts: a NUL character, a lone surrogate, a cycle, a BigInt, too deep) fails the
  * attempt for good with `INVALID_OUTPUT`, instead of failing the record transaction on every retry.
  */
-function storable(claim: Claim, outcome: Outcome): Outcome {
+function outputAsStored(claim: Claim, outcome: Outcome): Outcome {
   if (!outcome.ok || claim.kind !== "execute" || outcome.value === undefined) return outcome;
   const json = toJsonb(outcome.value);
   if (!json.ok) {
