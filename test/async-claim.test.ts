@@ -103,7 +103,9 @@ async function outbox(id: string): Promise<{ trail: string[]; seqs: number[] }> 
 }
 
 async function completed(id: string): Promise<boolean | undefined> {
-  const { rows } = await pool.query<{ state: string }>("select state from saga.instances where id = $1", [id]);
+  const { rows } = await pool.query<{ state: string }>("select state from saga.instances where id = $1", [
+    id,
+  ]);
   return rows[0]?.state === "completed" ? true : undefined;
 }
 

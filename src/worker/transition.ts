@@ -14,7 +14,7 @@ import { type PayloadCodec, decodeError, decodeValue, plainCodec } from "../code
 import { encodeWrites } from "../codec/encode-writes.js";
 
 /** What a claim writes on a step row (planNext, claimCompensation); any other field is a record. */
-const CLAIM_FIELDS = new Set([
+const CLAIM_FIELDS = new Set<string>([
   "index",
   "name",
   "status",
@@ -25,7 +25,7 @@ const CLAIM_FIELDS = new Set([
   "started",
   "compensation_started",
   "fence",
-]);
+] satisfies (keyof StepPatch)[]);
 
 /**
  * The writes of one transition, collected while the instance row is locked and flushed in one round trip.
@@ -157,7 +157,11 @@ export class Transition {
     if (Object.keys(this.instance).some((k) => k !== "seq")) return false;
     for (const patch of this.stepPatches.values()) {
       const claim =
-        patch.status === "running" ? "started" : patch.status === "compensating" ? "compensation_started" : null;
+        patch.status === "running"
+          ? "started"
+          : patch.status === "compensating"
+            ? "compensation_started"
+            : null;
       if (!claim || patch[claim] !== true || !patch.lease_owner) return false;
       if (Object.keys(patch).some((k) => !CLAIM_FIELDS.has(k))) return false;
     }
