@@ -28,45 +28,57 @@ begin
     raise exception 'saga % not found', p_id using errcode = 'SG404';
   end if;
 
+  -- Each step patch updates its row in place, or inserts it when there is none (a first claim). Not INSERT ...
+  -- ON CONFLICT DO UPDATE: that writes a speculative insertion and its confirmation for a new row, and a row lock
+  -- before updating an existing one, two WAL records per step row that a plain UPDATE or INSERT does not.
+  -- A patch with a fence applies only to the row it was decided from: still there, with the claimed attempt.
   for s in select * from jsonb_array_elements(coalesce(p_steps, '[]'::jsonb)) loop
-    insert into saga.steps as t (saga_id, index, name, status, attempt, attempt_base, compensation_attempt,
-      compensation_attempt_base, lease_owner, lease_expires_at, output, error, compensation_error, next_attempt_at,
-      started_at, finished_at, compensation_started_at, compensation_finished_at)
-    values (p_id, (s->>'index')::int, s->>'name', s->>'status', coalesce((s->>'attempt')::int, 0),
-      coalesce((s->>'attempt_base')::int, 0), coalesce((s->>'compensation_attempt')::int, 0),
-      coalesce((s->>'compensation_attempt_base')::int, 0), s->>'lease_owner',
-      case when s ? 'lease_ms' then now() + (s->>'lease_ms')::bigint * interval '1 millisecond' end,
-      s->'output', nullif(s->'error', 'null'::jsonb), nullif(s->'compensation_error', 'null'::jsonb),
-      case when s ? 'next_attempt_ms' then now() + (s->>'next_attempt_ms')::bigint * interval '1 millisecond' end,
-      case when (s->>'started')::boolean then now() end, case when (s->>'finished')::boolean then now() end,
-      case when (s->>'compensation_started')::boolean then now() end,
-      case when (s->>'compensation_finished')::boolean then now() end)
-    on conflict (saga_id, index) do update set
-      status = excluded.status,
+    update saga.steps t set
+      status = s->>'status',
       attempt = coalesce((s->>'attempt')::int, t.attempt),
       attempt_base = coalesce((s->>'attempt_base')::int, t.attempt_base),
       compensation_attempt = coalesce((s->>'compensation_attempt')::int, t.compensation_attempt),
       compensation_attempt_base = coalesce((s->>'compensation_attempt_base')::int, t.compensation_attempt_base),
-      lease_owner = excluded.lease_owner,
-      lease_expires_at = excluded.lease_expires_at,
-      output = case when s ? 'output' then excluded.output else t.output end,
-      error = case when s ? 'error' then excluded.error else t.error end,
-      compensation_error = case when s ? 'compensation_error' then excluded.compensation_error else t.compensation_error end,
-      next_attempt_at = excluded.next_attempt_at,
-      started_at = coalesce(excluded.started_at, t.started_at),
-      finished_at = case when s ? 'finished' then excluded.finished_at else t.finished_at end,
-      compensation_started_at = coalesce(excluded.compensation_started_at, t.compensation_started_at),
-      compensation_finished_at = case when s ? 'compensation_finished' then excluded.compensation_finished_at
-        else t.compensation_finished_at end
-    where not (s ? 'fence')
+      lease_owner = s->>'lease_owner',
+      lease_expires_at = case when s ? 'lease_ms' then now() + (s->>'lease_ms')::bigint * interval '1 millisecond' end,
+      output = case when s ? 'output' then s->'output' else t.output end,
+      error = case when s ? 'error' then nullif(s->'error', 'null'::jsonb) else t.error end,
+      compensation_error = case when s ? 'compensation_error' then nullif(s->'compensation_error', 'null'::jsonb)
+        else t.compensation_error end,
+      next_attempt_at = case when s ? 'next_attempt_ms'
+        then now() + (s->>'next_attempt_ms')::bigint * interval '1 millisecond' end,
+      started_at = coalesce(case when (s->>'started')::boolean then now() end, t.started_at),
+      finished_at = case when s ? 'finished' then (case when (s->>'finished')::boolean then now() end) else t.finished_at end,
+      compensation_started_at = coalesce(case when (s->>'compensation_started')::boolean then now() end,
+        t.compensation_started_at),
+      compensation_finished_at = case when s ? 'compensation_finished'
+        then (case when (s->>'compensation_finished')::boolean then now() end) else t.compensation_finished_at end
+    where t.saga_id = p_id and t.index = (s->>'index')::int
+      and (not (s ? 'fence')
        or (t.status = s->'fence'->>'status'
            and case when s->'fence' ? 'compensation_attempt'
                  then t.compensation_attempt = (s->'fence'->>'compensation_attempt')::int
                  else t.attempt = (s->'fence'->>'attempt')::int end
-           and t.lease_owner is not distinct from s->'fence'->>'lease_owner');
+           and t.lease_owner is not distinct from s->'fence'->>'lease_owner'));
     if not found then
-      raise exception 'step % of saga % moved on since it was claimed; result discarded', s->>'index', p_id
-        using errcode = 'SG409';
+      -- A fenced patch whose row moved on, or is gone (e.g. a claim committed without waiting for the disk and
+      -- lost in a server crash): the whole transition is refused.
+      if s ? 'fence' then
+        raise exception 'step % of saga % moved on since it was claimed; result discarded', s->>'index', p_id
+          using errcode = 'SG409';
+      end if;
+      insert into saga.steps (saga_id, index, name, status, attempt, attempt_base, compensation_attempt,
+        compensation_attempt_base, lease_owner, lease_expires_at, output, error, compensation_error, next_attempt_at,
+        started_at, finished_at, compensation_started_at, compensation_finished_at)
+      values (p_id, (s->>'index')::int, s->>'name', s->>'status', coalesce((s->>'attempt')::int, 0),
+        coalesce((s->>'attempt_base')::int, 0), coalesce((s->>'compensation_attempt')::int, 0),
+        coalesce((s->>'compensation_attempt_base')::int, 0), s->>'lease_owner',
+        case when s ? 'lease_ms' then now() + (s->>'lease_ms')::bigint * interval '1 millisecond' end,
+        s->'output', nullif(s->'error', 'null'::jsonb), nullif(s->'compensation_error', 'null'::jsonb),
+        case when s ? 'next_attempt_ms' then now() + (s->>'next_attempt_ms')::bigint * interval '1 millisecond' end,
+        case when (s->>'started')::boolean then now() end, case when (s->>'finished')::boolean then now() end,
+        case when (s->>'compensation_started')::boolean then now() end,
+        case when (s->>'compensation_finished')::boolean then now() end);
     end if;
   end loop;
 
