@@ -90,6 +90,7 @@ async function main(): Promise<void> {
   };
   countQueries();
   const results = new Results();
+  const failed: string[] = [];
   const started = Date.now();
   log(
     `pg-saga bench${o.quick ? " (quick)" : ""}: ${args.only.join(", ")} on ${dbName}, ${cpus().length} cores`,
@@ -103,9 +104,16 @@ async function main(): Promise<void> {
     for (const name of args.only) {
       log(`\n# ${name}`);
       const t0 = Date.now();
-      await (
-        await SCENARIOS[name]!()
-      )(o, results);
+      // A scenario that cannot run here (a broker or PgBouncer missing) does not cost the others their table.
+      try {
+        await (
+          await SCENARIOS[name]!()
+        )(o, results);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        failed.push(`${name}: ${message.split("\n")[0]}`);
+        log(`  failed: ${message}`);
+      }
       log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     }
   } finally {
@@ -116,6 +124,7 @@ async function main(): Promise<void> {
   log(`targets (issue 17; ratios within one run, medians of ${o.reps} repetitions of ${o.sagas} sagas):\n`);
   log(`${results.targets()}\n`);
   log(`load average: ${loadBefore} at start, ${loadAfter} at end, on ${cpus().length} cores. ${statements}`);
+  if (failed.length > 0) log(`scenarios that failed: ${failed.join("; ")}`);
   const folder = fileURLToPath(new URL("./results/", import.meta.url));
   mkdirSync(folder, { recursive: true });
   const file = `${folder}${new Date(started).toISOString().replace(/[:.]/g, "-")}.json`;
@@ -131,6 +140,7 @@ async function main(): Promise<void> {
         git: gitState(),
         cores: cpus().length,
         loadAverage: { start: loadBefore, end: loadAfter },
+        failed,
         figures: results.figures,
         extra: results.extra,
       },
