@@ -10,6 +10,8 @@ import { type PayloadCodec, decodeValue } from "../codec/codec.js";
 import { AbortError, callHandler, type Outcome } from "./call-handler.js";
 import { cancelAbort, stopQueries } from "./aborted.js";
 import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
+import { takeRetryRequest } from "../sql/retry-requests.js";
+import { resume } from "./resume.js";
 import {
   type Claim,
   type DecideEnv,
@@ -33,6 +35,8 @@ export interface SagaJobPayload {
   cancel?: string;
   /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
   by?: string;
+  /** A retry asked for from SQL (saga.retry()): its request is in saga.retry_requests. */
+  retry?: boolean;
 }
 
 /** What the step loop needs from the worker that runs it. */
@@ -124,6 +128,10 @@ async function runSagaJobOnce(
     if (payload.cancel !== undefined) await takeCancelRequest(env.db, id);
     return;
   }
+  if (payload.retry) {
+    await performRetry(env, id, jobId);
+    return;
+  }
   let claim = await transition(
     env,
     id,
@@ -135,6 +143,31 @@ async function runSagaJobOnce(
     jobId,
   );
   while (claim) claim = await runClaim(env, def, id, claim, jobId);
+}
+
+/**
+ * A retry asked for from SQL, performed by engine.retry()'s code (resume) under the instance row lock, which
+ * consumes the request in the same transaction. A request for a saga that has moved on since (retried another
+ * way, by its seq) is dropped: the saga is no longer in the state the operator saw.
+ */
+async function performRetry(env: WorkerEnv, id: string, jobId: string | undefined): Promise<void> {
+  await lockedTransition(
+    env,
+    id,
+    async (t, db) => {
+      const request = await takeRetryRequest(db, id);
+      if (!request) return null;
+      const who = { by: request.requested_by, ...(request.reason === null ? {} : { reason: request.reason }) };
+      if (request.seq !== t.saga.seq || !resume(t, who))
+        env.logger.info("retry request dropped: the saga moved on since it was asked for", {
+          sagaId: id,
+          state: t.saga.state,
+          ...who,
+        });
+      return null;
+    },
+    jobId,
+  );
 }
 
 /** Input started from SQL is checked against the zod schema before any step runs. */
