@@ -12,16 +12,14 @@ import { z } from "zod";
 import { BusinessError, RetryableError, compensation, defineSaga, retry } from "../src/index.js";
 import type { AnySaga } from "../src/definition.js";
 import type { EventRow } from "../src/sql/apply-transition.js";
-import { type LockedSaga, type SagaState, TERMINAL_STATES } from "../src/sql/lock-instance.js";
 import {
   type Claim,
   type DecideEnv,
-  endInterrupted,
-  interrupt,
-  planNext,
-  recordFailure,
-  recordSuccess,
-} from "../src/worker/decide.js";
+  type LockedSaga,
+  type SagaState,
+  TERMINAL_STATES,
+} from "../src/model.js";
+import { endInterrupted, interrupt, planNext, recordFailure, recordSuccess } from "../src/worker/decide.js";
 import { Transition } from "../src/worker/transition.js";
 
 type Strategy = "sequential" | "parallel" | "bestEffort";
