@@ -1,5 +1,5 @@
 import pg from "pg";
-import { type AnySaga, assertRunnable } from "./definition.js";
+import { type AnySaga, assertRunnable, sagaKey } from "./definition.js";
 import { explainConnectError, resolveConnections } from "./connections.js";
 import { sqlState, withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
@@ -13,7 +13,7 @@ import { trackClients } from "./pool-end.js";
 import { traceStart } from "./observability/tracing.js";
 import { toInstance } from "./instance-view.js";
 import { getSaga, listSagas } from "./sql/read-sagas.js";
-import { type SagaState, TERMINAL_STATES } from "./model.js";
+import { type SagaState, TERMINAL_STATES, isUuid } from "./model.js";
 import { lockInstance } from "./sql/lock-instance.js";
 import { sagaMetrics } from "./sql/saga-metrics.js";
 import { checkHealth } from "./health.js";
@@ -49,8 +49,6 @@ const CANCEL_LOCK_TIMEOUT = "set local lock_timeout = 1000";
 /** The saga's row lock was not granted in time. */
 class RowLocked extends Error {}
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * Creates an engine over a connection string or your own `pg.Pool`.
  *
@@ -67,7 +65,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const byKey = new Map<string, AnySaga>();
   const latest = new Map<string, AnySaga>();
   for (const saga of config.sagas) {
-    byKey.set(`${saga.name}@${saga.version}`, saga);
+    byKey.set(saga.key, saga);
     if ((latest.get(saga.name)?.version ?? 0) < saga.version) latest.set(saga.name, saga);
   }
   const ownPool = options.pool === undefined;
@@ -115,7 +113,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const alive = () => {
     if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
   };
-  const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
+  const definitionOf = (name: string, version: number) => byKey.get(sagaKey(name, version));
   // saga_app may not write the saga tables: its cancel and retry go through the SQL API (sql/operator.sql).
   let writer: Promise<boolean> | undefined;
   // Audit: an operator action without an explicit `by` is recorded as the session's database role.
@@ -134,7 +132,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     open?: string,
   ): Promise<T> {
     alive();
-    if (typeof id !== "string" || !UUID.test(id))
+    if (typeof id !== "string" || !isUuid(id))
       throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${JSON.stringify(id)} (not a uuid)`);
     return withTransaction(
       pool,
@@ -189,7 +187,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
 
     async get(id) {
       alive();
-      if (!UUID.test(id)) return null;
+      if (!isUuid(id)) return null;
       const row = await getSaga(pool, id);
       return row
         ? toInstance(
@@ -237,8 +235,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
     async cancel(id, reason = "cancelled", who = {}) {
       alive();
       checkReason(reason);
-      if (UUID.test(id) && !(await writes())) return cancelBySql(pool, id, reason);
-      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
+      if (isUuid(id) && !(await writes())) return cancelBySql(pool, id, reason);
+      const by = who.by ?? (isUuid(id) ? await sessionUser() : undefined);
       const cancel = (t: Transition, def: AnySaga | undefined) => {
         if (TERMINAL_STATES.has(t.saga.state)) {
           throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
@@ -263,8 +261,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       alive();
       if (who.by !== undefined) checkReason(who.by, "retry: by");
       if (who.reason !== undefined) checkReason(who.reason, "retry: reason");
-      if (UUID.test(id) && !(await writes())) return retryBySql(pool, id, who.reason);
-      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
+      if (isUuid(id) && !(await writes())) return retryBySql(pool, id, who.reason);
+      const by = who.by ?? (isUuid(id) ? await sessionUser() : undefined);
       return operate(id, (t) => {
         if (!resume(t, { ...who, ...(by === undefined ? {} : { by }) })) {
           throw new SagaError(

@@ -8,7 +8,7 @@ import { type PayloadCodec, plainCodec } from "./codec/codec.js";
 import type { RetentionOptions } from "./relay/types.js";
 import { parseTraceparent } from "./observability/tracing.js";
 import type { InstanceRow, ListFilter } from "./sql/read-sagas.js";
-import { SAGA_STATES, type SagaState } from "./model.js";
+import { SAGA_STATES, type SagaState, isUuid } from "./model.js";
 
 /** Options of {@link createSagaEngine}. Give `connectionString` or your own `pool`. */
 export interface EngineOptions {
@@ -217,7 +217,7 @@ export function checkStart(def: AnySaga, input: unknown, o: StartOptions, maxByt
     (typeof o.tenant !== "string" || o.tenant.length === 0 || !isStorableString(o.tenant))
   )
     throw new SagaError("INVALID_OPTIONS", "tenant must be a non-empty string without NUL characters or lone surrogates");
-  if (o.parentId !== undefined && !/^[0-9a-f-]{36}$/i.test(o.parentId))
+  if (o.parentId !== undefined && (typeof o.parentId !== "string" || !isUuid(o.parentId)))
     throw new SagaError("INVALID_OPTIONS", "parentId must be a saga id (uuid)");
   if (o.traceContext !== undefined && parseTraceparent(o.traceContext) === null)
     throw new SagaError(
@@ -300,7 +300,6 @@ export function encodeCursor(row: Pick<InstanceRow, "id"> & { created_key: strin
   return Buffer.from(JSON.stringify([row.created_key, row.id])).toString("base64url");
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // Microseconds since the epoch: 16 digits reach past the year 2200, and stay far inside timestamptz's range.
 const MICROS = /^-?\d{1,16}$/;
 
@@ -313,7 +312,7 @@ export function decodeCursor(cursor: string): ListFilter["cursor"] {
         typeof createdMicros === "string" &&
         MICROS.test(createdMicros) &&
         typeof id === "string" &&
-        UUID.test(id)
+        isUuid(id)
       )
         return { createdMicros, id };
     }
