@@ -27,16 +27,9 @@ import { type EventBus, createEventBus } from "./relay/event-bus.js";
 import { type RunningBridges, startBridges } from "./bridges/outbound.js";
 import { Transition } from "./worker/transition.js";
 import { createDashboard } from "./dashboard/index.js";
-import {
-  checkStart,
-  checkWorkerOptions,
-  decodeCursor,
-  encodeCursor,
-  resolveEngineOptions,
-  resolveListOptions,
-  type EngineOptions,
-  checkReason,
-} from "./options.js";
+import { checkReason, checkWorkerOptions, resolveEngineOptions, type EngineOptions } from "./options.js";
+import { decodeCursor, encodeCursor, resolveListOptions } from "./list-options.js";
+import { checkStart } from "./start-options.js";
 
 export type { SagaState };
 export type { SagaInstance, SagaStepView } from "./instance-view.js";
