@@ -21,6 +21,7 @@ import { cancelBySql, mayWriteSagas, retryBySql } from "./sql/operator-calls.js"
 import { interrupt } from "./worker/decide.js";
 import { resume } from "./worker/resume.js";
 import { startWorker } from "./worker/run-worker.js";
+import { resolveWorkerOptions } from "./worker/worker-options.js";
 import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
 import { type RunningBridges, startBridges } from "./bridges/outbound.js";
@@ -28,7 +29,6 @@ import { Transition } from "./worker/transition.js";
 import { createDashboard } from "./dashboard/index.js";
 import {
   checkStart,
-  checkWorkerOptions,
   decodeCursor,
   encodeCursor,
   resolveEngineOptions,
@@ -313,12 +313,9 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
 
     async runWorker(workerOptions = {}) {
       alive();
-      checkWorkerOptions(workerOptions);
-      const concurrency = workerOptions.concurrency ?? 10;
+      const resolved = resolveWorkerOptions(workerOptions);
       // The worker gets its own pool, sized so every job slot has a connection for its transitions.
-      const workerPool = ownPool
-        ? new pg.Pool({ ...connections.query, max: workerOptions.poolSize ?? concurrency + 4 })
-        : null;
+      const workerPool = ownPool ? new pg.Pool({ ...connections.query, max: resolved.poolSize }) : null;
       const workerClosing = workerPool ? guard(workerPool) : null;
       try {
         await assertSchemaCurrent(workerPool ?? pool);
@@ -349,7 +346,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
         // A newer release migrated the database: its workers advance the sagas from now on.
         const unwatch = watchSchema(
           workerPool ?? pool,
-          workerOptions.schemaCheckInterval ?? 10_000,
+          resolved.schemaCheckInterval,
           (err) => {
             endedWith = err;
             logger.error(err.message, { code: err.code });
