@@ -15,6 +15,7 @@ import { resetCommand } from "./commands/reset.js";
 import { workerCommand } from "./commands/worker.js";
 import { addBridgeCommand } from "./commands/bridge.js";
 import { reencryptCommand } from "./commands/reencrypt.js";
+import { WORKER_DEFAULTS } from "../worker/worker-defaults.js";
 
 // Two levels up from both src/cli/ and dist/cli/.
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -157,7 +158,7 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
       "database, migrations, live workers and the versions they serve, relay lag, dead letters; exit 1 when unhealthy",
     )
     .option("--require-workers", "unhealthy when no worker is live")
-    .option("--stale-after <ms>", "a worker silent this long is not live", "15000")
+    .option("--stale-after <ms>", "a worker silent this long is not live", String(WORKER_DEFAULTS.deadWorkerAfter))
     .option("--max-relay-lag <ms>", "unhealthy when a durable subscription lags more")
     .action(run((cli, o: Parameters<typeof healthCommand>[1]) => healthCommand(cli, o)));
 
