@@ -276,7 +276,7 @@ begin
   -- events. The owner bypasses it (workers and migrate run as the owner or saga_worker, across tenants);
   -- saga_app and saga_reader see a tenant's rows when their session sets saga.tenant, every row when it does not.
   -- Policies are created once, when missing: dropping and creating them would lock the tables on every migrate().
-  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests']) loop
+  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests', 'retry_requests']) loop
     if worker and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
                               and p.policyname = 'saga_worker') then
       execute format('create policy saga_worker on saga.%I to saga_worker using (true) with check (true)', t);
@@ -304,7 +304,8 @@ begin
 
   if reader then
     grant usage on schema saga to saga_reader;
-    grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
+    -- saga.retry_requests: engine.waitFor() waits for a retry that is queued (sql/operator.sql).
+    grant select on saga.instances, saga.steps, saga.events, saga.stuck, saga.retry_requests to saga_reader;
     grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text)
       to saga_reader;
   end if;
@@ -595,52 +596,34 @@ CREATE FUNCTION saga.retry(p_id uuid, p_reason text DEFAULT NULL::text) RETURNS 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found (nor locked).
-  v jsonb := case when exists (select 1 from saga.instances i where i.id = p_id and saga._tenant_visible(i.tenant))
-    then saga._lock(p_id)::jsonb end;
-  v_seq int;
-  v_note jsonb;
-  v_step jsonb;
-  v_steps jsonb;
+  v record;
+  v_queued boolean;
 begin
-  if v is null then
+  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found.
+  select i.id, i.name, i.version, i.state, i.seq into v from saga.instances i
+  where i.id = p_id and saga._tenant_visible(i.tenant);
+  if not found then
     raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
   end if;
-  v_seq := (v->>'seq')::int + 1;
-  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
-  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', session_user, 'reason', p_reason));
-  if v->>'state' = 'failed' then
-    select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
-    perform saga._apply(p_id,
-      jsonb_build_object('state', 'running', 'error', null, 'compensation_cause', null, 'finished', false, 'seq', v_seq),
-      case when v_step is null then '[]'::jsonb else jsonb_build_array(jsonb_build_object(
-        'index', v_step->'index', 'name', v_step->'name', 'status', 'pending', 'attempt_base', v_step->'attempt',
-        'lease_owner', null, 'error', null, 'finished', false)) end,
-      jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('seq', v_seq, 'type', 'saga.step.retrying',
-        'step', v_step->'name', 'payload', v_note || jsonb_build_object('attempt', coalesce((v_step->>'attempt')::int, 0), 'delayMs', 0)))),
-      -- No step row: it failed before its first step (invalid input from SQL): validate again.
-      jsonb_build_array(jsonb_build_object('payload', case when v_step is null
-        then jsonb_build_object('id', p_id, 'validate', true) else jsonb_build_object('id', p_id) end)),
-      null);
-    return 'running';
-  elsif v->>'state' = 'compensation_failed' then
-    select coalesce(jsonb_agg(jsonb_build_object('index', s->'index', 'name', s->'name', 'status', 'compensating',
-        'compensation_attempt_base', s->'compensation_attempt', 'lease_owner', null, 'compensation_finished', false)
-        order by (s->>'index')::int), '[]'::jsonb)
-      into v_steps
-    from jsonb_array_elements(v->'steps') s where s->>'status' = 'compensation_failed';
-    perform saga._apply(p_id,
-      jsonb_build_object('state', 'compensating', 'error', coalesce(v->'error'->'details'->'cause', 'null'::jsonb),
-        'finished', false, 'seq', v_seq),
-      v_steps,
-      jsonb_build_array(jsonb_build_object('seq', v_seq, 'type', 'compensation.started',
-        'payload', v_note || jsonb_build_object('resumed', true, 'cause', v->'compensation_cause'))),
-      jsonb_build_array(jsonb_build_object('payload', jsonb_build_object('id', p_id))),
-      null);
-    return 'compensating';
+  if v.state not in ('failed', 'compensation_failed') then
+    raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v.state
+      using errcode = 'SG412';
   end if;
-  raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v->>'state'
-    using errcode = 'SG412';
+  -- One request per saga state: a second retry of the same state is refused, as it would be once the worker
+  -- performed the first; a request left from an earlier state (retried another way since) is replaced.
+  insert into saga.retry_requests as r (saga_id, seq, reason, requested_by)
+  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+  values (p_id, v.seq, p_reason, session_user)
+  on conflict (saga_id) do update
+    set seq = excluded.seq, reason = excluded.reason, requested_by = excluded.requested_by, requested_at = now()
+    where r.seq <> excluded.seq
+  returning true into v_queued;
+  if v_queued is null then
+    raise exception 'saga.retry: saga % is %, and a retry of it is already queued for its worker', p_id, v.state
+      using errcode = 'SG412';
+  end if;
+  perform graphile_worker.add_job(saga._task(v.name, v.version), json_build_object('id', p_id, 'retry', true));
+  return case v.state when 'failed' then 'running' else 'compensating' end;
 end $$;
 
 CREATE FUNCTION saga.schema_version() RETURNS jsonb
@@ -847,6 +830,14 @@ ALTER TABLE saga.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+CREATE TABLE saga.retry_requests (
+    saga_id uuid NOT NULL,
+    seq integer NOT NULL,
+    reason text,
+    requested_by text NOT NULL,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 CREATE TABLE saga.steps (
     saga_id uuid NOT NULL,
     index integer NOT NULL,
@@ -1010,6 +1001,9 @@ ALTER TABLE ONLY saga.instances
 ALTER TABLE ONLY saga.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY saga.retry_requests
+    ADD CONSTRAINT retry_requests_pkey PRIMARY KEY (saga_id);
+
 ALTER TABLE ONLY saga.steps
     ADD CONSTRAINT steps_saga_id_index_pk PRIMARY KEY (saga_id, index);
 
@@ -1044,6 +1038,8 @@ ALTER TABLE saga.instances ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE saga.outbox ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE saga.retry_requests ENABLE ROW LEVEL SECURITY;
+
 CREATE POLICY saga_tenant ON saga.cancel_requests FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
    FROM saga.instances i
   WHERE ((i.id = cancel_requests.saga_id) AND saga._tenant_visible(i.tenant)))));
@@ -1051,6 +1047,10 @@ CREATE POLICY saga_tenant ON saga.cancel_requests FOR SELECT TO saga_app, saga_r
 CREATE POLICY saga_tenant ON saga.instances FOR SELECT TO saga_app, saga_reader USING (saga._tenant_visible(tenant));
 
 CREATE POLICY saga_tenant ON saga.outbox FOR SELECT TO saga_app, saga_reader USING (saga._tenant_visible(tenant));
+
+CREATE POLICY saga_tenant ON saga.retry_requests FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
+   FROM saga.instances i
+  WHERE ((i.id = retry_requests.saga_id) AND saga._tenant_visible(i.tenant)))));
 
 CREATE POLICY saga_tenant ON saga.steps FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
    FROM saga.instances i
@@ -1061,6 +1061,8 @@ CREATE POLICY saga_worker ON saga.cancel_requests TO saga_worker USING (true) WI
 CREATE POLICY saga_worker ON saga.instances TO saga_worker USING (true) WITH CHECK (true);
 
 CREATE POLICY saga_worker ON saga.outbox TO saga_worker USING (true) WITH CHECK (true);
+
+CREATE POLICY saga_worker ON saga.retry_requests TO saga_worker USING (true) WITH CHECK (true);
 
 CREATE POLICY saga_worker ON saga.steps TO saga_worker USING (true) WITH CHECK (true);
 

@@ -79,7 +79,7 @@ begin
   -- events. The owner bypasses it (workers and migrate run as the owner or saga_worker, across tenants);
   -- saga_app and saga_reader see a tenant's rows when their session sets saga.tenant, every row when it does not.
   -- Policies are created once, when missing: dropping and creating them would lock the tables on every migrate().
-  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests']) loop
+  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests', 'retry_requests']) loop
     if worker and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
                               and p.policyname = 'saga_worker') then
       execute format('create policy saga_worker on saga.%I to saga_worker using (true) with check (true)', t);
@@ -107,7 +107,8 @@ begin
 
   if reader then
     grant usage on schema saga to saga_reader;
-    grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
+    -- saga.retry_requests: engine.waitFor() waits for a retry that is queued (sql/operator.sql).
+    grant select on saga.instances, saga.steps, saga.events, saga.stuck, saga.retry_requests to saga_reader;
     grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text)
       to saga_reader;
   end if;
