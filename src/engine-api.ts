@@ -1,7 +1,7 @@
 /** The engine's public interface (implemented by createSagaEngine in engine.ts). */
 import type { AnySaga } from "./definition.js";
 import type { SagaInstance } from "./instance-view.js";
-import type { SagaState } from "./sql/lock-instance.js";
+import type { SagaState } from "./model.js";
 import type { SagaMetrics } from "./sql/saga-metrics.js";
 import type { HealthOptions, HealthReport } from "./health.js";
 import type { ResumeOptions } from "./worker/resume.js";
@@ -9,7 +9,8 @@ import type { SagaWorker, WorkerOptions } from "./worker/worker-options.js";
 import type { Registry } from "prom-client";
 import type * as relay from "./relay/types.js";
 import type { DashboardHandler, DashboardOptions } from "./dashboard/index.js";
-import type { StartOptions, ListOptions } from "./options.js";
+import type { ListOptions } from "./list-options.js";
+import type { StartOptions } from "./start-options.js";
 import type pg from "pg";
 import type { Bridge } from "./bridges/bridge.js";
 import type { RunningBridges } from "./bridges/outbound.js";

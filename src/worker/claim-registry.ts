@@ -3,7 +3,7 @@
  * running), what a cancel or a deadline aborts (control.ts), and what stop() aborts past its grace.
  */
 import type { ActiveClaims } from "./control.js";
-import type { Claim } from "./decide.js";
+import type { Claim } from "../model.js";
 
 const claimKey = (sagaId: string, kind: Claim["kind"], index: number) => `${sagaId}/${kind}/${index}`;
 

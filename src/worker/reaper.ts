@@ -1,13 +1,14 @@
 import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import type pg from "pg";
-import type { AnySaga } from "../definition.js";
+import { type AnySaga, sagaKey } from "../definition.js";
 import { sqlState, withTransaction } from "../db.js";
 import type { Executor } from "../executor.js";
 import { forceUnlockWorkers, unlockOwnStaleJobs, unlockUnownedSagaJobs } from "../graphile/boundary.js";
 import { lockInstance } from "../sql/lock-instance.js";
+import type { Claim, DecideEnv } from "../model.js";
 import { type LeasedStep, readOrphanedLeases, readOwnLeases, tryReaperLock } from "../sql/step-leases.js";
 import { deleteDeadWorkers } from "../sql/workers.js";
-import { type Claim, type DecideEnv, lostError, recordFailure, releaseInterrupted } from "./decide.js";
+import { lostError, recordFailure, releaseInterrupted } from "./decide.js";
 import { Transition } from "./transition.js";
 
 /**
@@ -112,7 +113,7 @@ async function recoverLocked(
   self?: ReaperSelf,
 ): Promise<boolean> {
   const saga = await lockInstance(db, orphan.saga_id);
-  const def = saga && sagas.get(`${saga.name}@${saga.version}`);
+  const def = saga && sagas.get(sagaKey(saga.name, saga.version));
   if (!saga || !def) return false;
   const t = new Transition(saga, codec);
   const row = t.step(orphan.index);

@@ -16,12 +16,13 @@ import { type HealthCheck, observeWorker } from "../observability/worker-observa
 import { type Relay, startRelay } from "../relay/relay.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
 import { deleteWorker, insertWorker } from "../sql/workers.js";
-import { AbortError } from "./call-handler.js";
+import { AbortError, type SagaJobPayload } from "../model.js";
 import { ClaimRegistry } from "./claim-registry.js";
 import { listenForControl } from "./control.js";
 import { Background, startLiveness } from "./heartbeat.js";
 import { registerDefinitions, sagaTask } from "./registration.js";
-import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
+import { runSagaJob } from "./saga-job.js";
+import type { WorkerEnv } from "./worker-env.js";
 import { RunnerSupervisor } from "./supervisor.js";
 import { WORKER_DEFAULTS, resolveWorkerOptions } from "./worker-options.js";
 
@@ -40,7 +41,7 @@ export async function startWorker(
 ): Promise<Omit<SagaWorker, "ended">> {
   const o = resolveWorkerOptions(options);
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const byKey = new Map(sagas.map((s) => [`${s.name}@${s.version}`, s]));
+  const byKey = new Map(sagas.map((s) => [s.key, s]));
   const row = { id, hostname: hostname(), pid: process.pid, sagas: [...byKey.keys()] };
   await registerDefinitions(pool, sagas);
   await insertWorker(pool, row);
