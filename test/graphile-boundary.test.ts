@@ -84,9 +84,10 @@ async function startRunner(task: string, onJob: (job: Job) => Promise<void> = as
           [helpers.job.id],
         );
         const job = { id: helpers.job.id, payload, lockedBy: rows[0]?.locked_by ?? null };
-        expect(jobs.held.has(job.id), "a running job is among the tracker's held jobs (localQueue/job events)").toBe(
-          true,
-        );
+        expect(
+          jobs.held.has(job.id),
+          "a running job is among the tracker's held jobs (localQueue/job events)",
+        ).toBe(true);
         await onJob(job);
         ran.push(job);
         waiters.splice(0).forEach((w) => w());
@@ -143,8 +144,12 @@ describe("graphile-worker boundary", () => {
        where x.indrelid = to_regclass($1) and x.indisunique and x.indnatts = 1 and a.attname = 'identifier'`,
       [`${GRAPHILE_SCHEMA}._private_tasks`],
     );
-    if (unique.rowCount === 0) changed.push(`${GRAPHILE_SCHEMA}._private_tasks.identifier is no longer unique`);
-    expect(changed, "graphile-worker's private tables changed: update sql/graphile.sql and src/graphile/boundary.ts").toEqual([]);
+    if (unique.rowCount === 0)
+      changed.push(`${GRAPHILE_SCHEMA}._private_tasks.identifier is no longer unique`);
+    expect(
+      changed,
+      "graphile-worker's private tables changed: update sql/graphile.sql and src/graphile/boundary.ts",
+    ).toEqual([]);
   });
 
   it("its functions take the arguments pg-saga passes", async () => {
@@ -165,10 +170,14 @@ describe("graphile-worker boundary", () => {
       for (const [arg, type] of Object.entries(args)) {
         const i = names?.indexOf(arg) ?? -1;
         if (i < 0) changed.push(`${GRAPHILE_SCHEMA}.${fn} has no argument ${arg}`);
-        else if (types[i] !== type) changed.push(`${GRAPHILE_SCHEMA}.${fn}(${arg}) is ${types[i]}, expected ${type}`);
+        else if (types[i] !== type)
+          changed.push(`${GRAPHILE_SCHEMA}.${fn}(${arg}) is ${types[i]}, expected ${type}`);
       }
     }
-    expect(changed, "graphile-worker's functions changed: update sql/graphile.sql and src/graphile/boundary.ts").toEqual([]);
+    expect(
+      changed,
+      "graphile-worker's functions changed: update sql/graphile.sql and src/graphile/boundary.ts",
+    ).toEqual([]);
   });
 
   it("only the boundary names graphile-worker's schema, private tables and channel", () => {
@@ -186,7 +195,10 @@ describe("graphile-worker boundary", () => {
       const code = readFileSync(path, "utf8");
       if (/from "graphile-worker"|_private_|jobs:insert|graphile_worker\./.test(code)) outside.push(path);
     }
-    expect(outside, "graphile-worker is touched outside src/graphile/boundary.ts and sql/graphile.sql").toEqual([]);
+    expect(
+      outside,
+      "graphile-worker is touched outside src/graphile/boundary.ts and sql/graphile.sql",
+    ).toEqual([]);
   });
 
   it("a job queued without a wake-up runs once the jobs:insert channel wakes the runner, locked under its pool's id", async () => {
@@ -214,7 +226,10 @@ describe("graphile-worker boundary", () => {
       await db.pool.query("select saga._job_done($1)", [job.id]);
       expect(await jobRows(task)).toEqual([]);
     });
-    await db.pool.query("select saga._add_job($1, $2, p_priority => -10)", [task, JSON.stringify({ id: "b" })]);
+    await db.pool.query("select saga._add_job($1, $2, p_priority => -10)", [
+      task,
+      JSON.stringify({ id: "b" }),
+    ]);
     const [job] = await ranJobs(1);
     expect(job!.payload).toEqual({ id: "b" });
     await runner!.stop();
@@ -258,9 +273,10 @@ describe("graphile-worker boundary", () => {
       logger: quietWorkerLogger,
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
-    expect(isFromGraphileWorker(err), `graphile-worker's frames are no longer recognised in:\n${(err as Error).stack}`).toBe(
-      true,
-    );
+    expect(
+      isFromGraphileWorker(err),
+      `graphile-worker's frames are no longer recognised in:\n${(err as Error).stack}`,
+    ).toBe(true);
     expect(isFromGraphileWorker(new Error("an application's own"))).toBe(false);
   });
 });

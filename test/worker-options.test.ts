@@ -29,7 +29,11 @@ describe("worker options", () => {
 
   it("keeps what is given, sizes the pool from the concurrency, and turns the relay off with false", () => {
     const o = resolveWorkerOptions({ concurrency: 3, deadWorkerAfter: 40_000, relay: false });
-    expect(o).toMatchObject({ concurrency: 3, poolSize: 3 + WORKER_DEFAULTS.poolHeadroom, deadWorkerAfter: 40_000 });
+    expect(o).toMatchObject({
+      concurrency: 3,
+      poolSize: 3 + WORKER_DEFAULTS.poolHeadroom,
+      deadWorkerAfter: 40_000,
+    });
     expect(o.relay).toBeNull();
     expect(resolveWorkerOptions({ concurrency: 3, poolSize: 2 }).poolSize).toBe(2);
   });

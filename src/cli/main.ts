@@ -68,13 +68,21 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
       "module exporting saga definitions (repeatable, comma-separated)",
       collect,
     )
-    .option("-c, --concurrency <n>", "jobs run at once", "10")
-    .option("--poll-interval <ms>", "how often to look for jobs scheduled for later", "1000")
-    .option("--shutdown-timeout <ms>", "on SIGTERM, how long running steps may take to finish", "10000")
+    .option("-c, --concurrency <n>", "jobs run at once", String(WORKER_DEFAULTS.concurrency))
+    .option(
+      "--poll-interval <ms>",
+      "how often to look for jobs scheduled for later",
+      String(WORKER_DEFAULTS.pollInterval),
+    )
+    .option(
+      "--shutdown-timeout <ms>",
+      "on SIGTERM, how long running steps may take to finish",
+      String(WORKER_DEFAULTS.stopTimeout),
+    )
     .option(
       "--abort-grace <ms>",
       "how long a step aborted by a cancel or deadline may take to return before its compensation runs",
-      "5000",
+      String(WORKER_DEFAULTS.abortGrace),
     )
     .option("--migrate", "migrate before starting")
     .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (0: any free port)")

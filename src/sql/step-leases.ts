@@ -19,7 +19,9 @@ export interface LeasedStep {
 
 /** Inside a transaction: whether this one is the reaper now (no other reaper's transaction is open). */
 export async function tryReaperLock(db: Executor): Promise<boolean> {
-  const { rows } = await db.query<{ ok: boolean }>("select pg_try_advisory_xact_lock($1) as ok", [REAPER_LOCK]);
+  const { rows } = await db.query<{ ok: boolean }>("select pg_try_advisory_xact_lock($1) as ok", [
+    REAPER_LOCK,
+  ]);
   return rows[0]?.ok === true;
 }
 

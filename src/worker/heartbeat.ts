@@ -105,7 +105,8 @@ export function startLiveness(background: Background, o: LivenessOptions): void 
       activeJobIds: () => [...o.jobs.held],
       codec: o.codec,
     });
-    if (own.steps > 0 || own.jobs > 0) logger.info("recovered work this worker lost to a database error", own);
+    if (own.steps > 0 || own.jobs > 0)
+      logger.info("recovered work this worker lost to a database error", own);
     if (performance.now() - troubleAt < 2 * beatMs) return;
     const result = await reap(pool, o.sagas, o.deadWorkerAfter, o.codec);
     o.onReaped(result.steps);

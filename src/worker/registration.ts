@@ -16,7 +16,9 @@ export async function registerDefinitions(db: Executor, sagas: readonly AnySaga[
       compensates: s.compensate !== undefined,
     }));
     const { name, version, fingerprint } = def;
-    if (!(await registerDefinition(db, { name, version, fingerprint, steps, timeoutMs: def.timeoutMs ?? null })))
+    if (
+      !(await registerDefinition(db, { name, version, fingerprint, steps, timeoutMs: def.timeoutMs ?? null }))
+    )
       throw new SagaError(
         "DEFINITION_MISMATCH",
         `saga "${def.name}" version ${def.version} is registered with other steps; bump its version (running instances keep the old one)`,

@@ -67,7 +67,8 @@ export async function startWorker(
     track: claims.track,
     wakeAfter(delays) {
       // Past a timer's range the job's run_at is found by graphile-worker's poll.
-      for (const delay of delays) if (delay + 5 <= MAX_TIMER_MS) background.after(delay + 5, () => jobs.nudge(1));
+      for (const delay of delays)
+        if (delay + 5 <= MAX_TIMER_MS) background.after(delay + 5, () => jobs.nudge(1));
     },
     onDiscarded() {
       stats.discarded++;

@@ -1,7 +1,12 @@
 /** What `engine.runWorker()` takes and returns, and its defaults (the worker itself is run-worker.ts). */
 import type { MetricsOptions, WorkerMetricsHandle } from "../observability/worker-observability.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
-import { type ResolvedRelay, type ResolvedRetention, resolveRelay, resolveRetention } from "../relay/options.js";
+import {
+  type ResolvedRelay,
+  type ResolvedRetention,
+  resolveRelay,
+  resolveRetention,
+} from "../relay/options.js";
 import type { Bridge } from "../bridges/bridge.js";
 import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import type { SagaError } from "../errors.js";
