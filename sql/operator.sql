@@ -121,9 +121,9 @@ begin
   if v.state = 'running' then
     insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
     on conflict (saga_id) do nothing;
-    perform graphile_worker.add_job(saga._task(v.name, v.version),
+    perform saga._add_job(saga._task(v.name, v.version),
       -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
-      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), priority => -10);
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), p_priority => -10);
     perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
@@ -170,22 +170,14 @@ begin
 end $$;
 --> statement-breakpoint
 
--- graphile-worker's jobs of each saga. plpgsql, so that this migration does not need graphile-worker's schema,
--- which is migrated after pg-saga's.
+-- graphile-worker's jobs of each saga (saga._job_counts, sql/graphile.sql). plpgsql, so that the view below can
+-- be created before that file is applied and before graphile-worker's schema exists (it is migrated after
+-- pg-saga's).
 create or replace function saga._saga_jobs()
 returns table (saga_id text, runnable bigint, exhausted bigint, last_error text)
 language plpgsql stable as $$
 begin
-  return query
-  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
-    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
-  from graphile_worker._private_jobs j
-  join graphile_worker._private_tasks t on t.id = j.task_id
-  where t.identifier like 'saga:%'
-    -- Past row-level security (SECURITY DEFINER): only the jobs of the session's tenant's sagas.
-    and (saga._tenant() is null or exists (select 1 from saga.instances i
-                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
-  group by 1;
+  return query select * from saga._job_counts();
 end $$;
 --> statement-breakpoint
 

@@ -1,5 +1,12 @@
 CREATE SCHEMA saga;
 
+CREATE FUNCTION saga._add_job(p_task text, p_payload json, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_priority integer DEFAULT NULL::integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform graphile_worker.add_job(p_task, p_payload, run_at => p_run_at, priority => p_priority);
+end $$;
+
 CREATE FUNCTION saga._apply(p_id uuid, p_instance jsonb, p_steps jsonb, p_events jsonb, p_jobs jsonb, p_notify text) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -76,13 +83,11 @@ begin
 
   for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop
     if j ? 'done' then
-      -- The job running this transition has nothing left to do: it ends in this commit, so graphile-worker's
-      -- own completion afterwards deletes nothing (a commit without WAL), and a crash between the two leaves
-      -- no job to run again.
-      delete from graphile_worker._private_jobs where id = (j->>'done')::bigint;
+      -- The job running this transition has nothing left to do: it ends in this commit (sql/graphile.sql).
+      perform saga._job_done((j->>'done')::bigint);
     else
-      perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
-        run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
+      perform saga._add_job(saga._task(v_name, v_version), (j->'payload')::json,
+        case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
     end if;
   end loop;
 
@@ -213,6 +218,30 @@ CREATE FUNCTION saga._event_message(o saga.outbox) RETURNS text
           'name', o.name, 'key', o.key, 'createdAt', o.created_at, 'payload', o.payload) as m) x
 $$;
 
+CREATE FUNCTION saga._grant_job_queue() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  t text;
+begin
+  if to_regnamespace('graphile_worker') is null or not exists (select 1 from pg_roles where rolname = 'saga_worker')
+  then
+    return;
+  end if;
+  grant usage on schema graphile_worker to saga_worker;
+  grant select, insert, update, delete on all tables in schema graphile_worker to saga_worker;
+  grant usage, select on all sequences in schema graphile_worker to saga_worker;
+  grant execute on all functions in schema graphile_worker to saga_worker;
+  -- graphile-worker enables row-level security on its tables without a policy: a role that does not own them
+  -- sees no job at all (its worker starts and never runs one).
+  for t in select c.relname from pg_class c
+           where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
+             and not exists (select 1 from pg_policies p where p.schemaname = 'graphile_worker'
+                             and p.tablename = c.relname and p.policyname = 'saga_worker') loop
+    execute format('create policy saga_worker on graphile_worker.%I to saga_worker using (true) with check (true)', t);
+  end loop;
+end $$;
+
 CREATE FUNCTION saga._grant_roles() RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -222,7 +251,6 @@ declare
   worker boolean := exists (select 1 from pg_roles where rolname = 'saga_worker');
   app boolean := exists (select 1 from pg_roles where rolname = 'saga_app');
   reader boolean := exists (select 1 from pg_roles where rolname = 'saga_reader');
-  gw boolean := to_regnamespace('graphile_worker') is not null;
 begin
   -- Definer functions run as their owner: a fixed search_path, so no caller's schema can shadow what they call.
   foreach f in array array[
@@ -240,20 +268,8 @@ begin
     grant select, insert, update, delete on all tables in schema saga to saga_worker;
     grant usage, select on all sequences in schema saga to saga_worker;
     grant execute on all functions in schema saga to saga_worker;
-    if gw then
-      grant usage on schema graphile_worker to saga_worker;
-      grant select, insert, update, delete on all tables in schema graphile_worker to saga_worker;
-      grant usage, select on all sequences in schema graphile_worker to saga_worker;
-      grant execute on all functions in schema graphile_worker to saga_worker;
-      -- graphile-worker enables row-level security on its tables without a policy: a role that does not own them
-      -- sees no job at all (its worker starts and never runs one).
-      for t in select c.relname from pg_class c
-               where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
-                 and not exists (select 1 from pg_policies p where p.schemaname = 'graphile_worker'
-                                 and p.tablename = c.relname and p.policyname = 'saga_worker') loop
-        execute format('create policy saga_worker on graphile_worker.%I to saga_worker using (true) with check (true)', t);
-      end loop;
-    end if;
+    -- graphile-worker's schema, when it exists (sql/graphile.sql).
+    perform saga._grant_job_queue();
   end if;
 
   -- Tenant isolation (opt-in, docs/security.md): row-level security on the tables that hold a tenant's sagas and
@@ -293,6 +309,30 @@ begin
     grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text)
       to saga_reader;
   end if;
+end $$;
+
+CREATE FUNCTION saga._job_counts() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  return query
+  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
+    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
+  from graphile_worker._private_jobs j
+  join graphile_worker._private_tasks t on t.id = j.task_id
+  where t.identifier like 'saga:%'
+    -- Past row-level security (called by a SECURITY DEFINER function): only the jobs of the session's tenant's
+    -- sagas.
+    and (saga._tenant() is null or exists (select 1 from saga.instances i
+                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
+  group by 1;
+end $$;
+
+CREATE FUNCTION saga._job_done(p_job_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  delete from graphile_worker._private_jobs where id = p_job_id;
 end $$;
 
 CREATE FUNCTION saga._lock(p_id uuid) RETURNS json
@@ -384,7 +424,7 @@ begin
   -- Sagas started in a caller's transaction (start() with a client, saga.start() in SQL) queued their first
   -- job without waking anyone (saga._enqueue): wake graphile-worker's listeners now that they are committed.
   if v_started > 0 then
-    perform pg_notify('jobs:insert', json_build_object('count', v_started)::text);
+    perform saga._wake_jobs(v_started);
   end if;
 
   if v_more then
@@ -407,16 +447,7 @@ CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, e
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
-  return query
-  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
-    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
-  from graphile_worker._private_jobs j
-  join graphile_worker._private_tasks t on t.id = j.task_id
-  where t.identifier like 'saga:%'
-    -- Past row-level security (SECURITY DEFINER): only the jobs of the session's tenant's sagas.
-    and (saga._tenant() is null or exists (select 1 from saga.instances i
-                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
-  group by 1;
+  return query select * from saga._job_counts();
 end $$;
 
 CREATE FUNCTION saga._stale_after() RETURNS interval
@@ -527,6 +558,13 @@ begin
   return json_build_object('applied', true, 'saga', saga._state(p_id));
 end $$;
 
+CREATE FUNCTION saga._wake_jobs(p_count integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_notify('jobs:insert', json_build_object('count', p_count)::text);
+end $$;
+
 CREATE FUNCTION saga.cancel(p_id uuid, p_reason text DEFAULT 'cancelled'::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -545,9 +583,9 @@ begin
   if v.state = 'running' then
     insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
     on conflict (saga_id) do nothing;
-    perform graphile_worker.add_job(saga._task(v.name, v.version),
+    perform saga._add_job(saga._task(v.name, v.version),
       -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
-      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), priority => -10);
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), p_priority => -10);
     perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
