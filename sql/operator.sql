@@ -165,7 +165,7 @@ begin
     raise exception 'saga.retry: saga % is %, and a retry of it is already queued for its worker', p_id, v.state
       using errcode = 'SG412';
   end if;
-  perform graphile_worker.add_job(saga._task(v.name, v.version), json_build_object('id', p_id, 'retry', true));
+  perform saga._add_job(saga._task(v.name, v.version), json_build_object('id', p_id, 'retry', true));
   return case v.state when 'failed' then 'running' else 'compensating' end;
 end $$;
 --> statement-breakpoint
