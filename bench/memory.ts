@@ -16,12 +16,16 @@ interface Entry {
   loader: string;
 }
 
-/** The worker as plain JavaScript in node_modules/.cache (so its imports resolve), or the .ts under tsx. */
+/**
+ * The worker as plain JavaScript in .bench-cache/ at the project's root, one folder down like src/, so that its
+ * package imports resolve and so do the paths the code takes from its own location (../package.json, ../sql,
+ * ../migrations); or the .ts under tsx.
+ */
 async function workerEntry(): Promise<Entry> {
   const source = fileURLToPath(new URL("./memory-worker.ts", import.meta.url));
   try {
     const esbuild = await import("esbuild");
-    const folder = fileURLToPath(new URL("../node_modules/.cache/pgsaga-bench/", import.meta.url));
+    const folder = fileURLToPath(new URL("../.bench-cache/", import.meta.url));
     mkdirSync(folder, { recursive: true });
     const file = `${folder}memory-worker.mjs`;
     await esbuild.build({
@@ -57,6 +61,8 @@ async function peakRss(o: BenchOptions, sagas: number, entry: Entry): Promise<nu
     });
   const ready = message("ready");
   const report = message("peak");
+  // A worker that exits early rejects both; `ready` reports it, this one must not end the whole run.
+  report.catch(() => {});
   await ready;
   const poll = await benchClient(o);
   try {

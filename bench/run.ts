@@ -121,7 +121,7 @@ async function main(): Promise<void> {
   }
   const loadAfter = loadAverage();
   log(`\n${results.table()}\n`);
-  log(`targets (issue 17; ratios within one run, medians of ${o.reps} repetitions of ${o.sagas} sagas):\n`);
+  log(`targets (ratios within one run; medians of ${o.reps} repetitions of ${o.sagas} sagas):\n`);
   log(`${results.targets()}\n`);
   log(`load average: ${loadBefore} at start, ${loadAfter} at end, on ${cpus().length} cores. ${statements}`);
   if (failed.length > 0) log(`scenarios that failed: ${failed.join("; ")}`);
