@@ -41,11 +41,13 @@ export interface Cost {
   vs?: Cost;
 }
 
-/** "≥ 2" / "≤ 0.3" → whether `value` meets it; undefined when the target is not of that form. */
+/** "≥ 2" / "≤ 0.3" / "< 200" / "≥ 20,000" → whether `value` meets it; undefined when not of that form. */
 export function meets(target: string, value: number): boolean | undefined {
-  const m = /^\s*(≥|>=|≤|<=)\s*([\d.]+)/.exec(target);
+  const m = /^\s*(≥|>=|≤|<=|<|>)\s*([\d.,]+)/.exec(target);
   if (!m || !Number.isFinite(value)) return undefined;
-  const bound = Number(m[2]);
+  const bound = Number(m[2]!.replace(/,/g, ""));
+  if (m[1] === "<") return value < bound;
+  if (m[1] === ">") return value > bound;
   return m[1] === "≥" || m[1] === ">=" ? value >= bound : value <= bound;
 }
 
