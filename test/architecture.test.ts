@@ -21,8 +21,6 @@ const MAX_LINES = 300;
 const TOO_LONG_FOR_NOW: Record<string, string> = {
   // Rewritten for parallel branches and child sagas by the engineers of those issues, who split it.
   "worker/decide.ts": "the parallel-branch / child-saga rewrite of decide",
-  // startWorker in parts (issue 16, item 3): engineer `workerparts`.
-  "worker/run-worker.ts": "issue 16 item 3 (workerparts)",
 };
 
 function sourceFiles(dir: string): string[] {
