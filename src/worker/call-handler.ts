@@ -4,7 +4,8 @@ import type { FailureKind } from "./decide.js";
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown; kind: FailureKind };
 
 /** Why a running handler's signal was aborted; `signal.reason` is an {@link AbortError} with this code. */
-export type AbortCode = "STEP_TIMEOUT" | "WORKER_SHUTDOWN" | "SAGA_CANCELLED" | "SAGA_TIMEOUT";
+export type AbortCode =
+  "STEP_TIMEOUT" | "WORKER_SHUTDOWN" | "SAGA_CANCELLED" | "SAGA_TIMEOUT" | "SIBLING_FAILED";
 
 export class AbortError extends Error {
   override readonly name = "AbortError";
@@ -74,4 +75,5 @@ export async function callHandler(
   }
 }
 
-const interrupted = (code: AbortCode | undefined) => code === "SAGA_CANCELLED" || code === "SAGA_TIMEOUT";
+const interrupted = (code: AbortCode | undefined) =>
+  code === "SAGA_CANCELLED" || code === "SAGA_TIMEOUT" || code === "SIBLING_FAILED";

@@ -33,6 +33,9 @@ async function registerDefinitions(pool: pg.Pool, sagas: readonly AnySaga[]): Pr
       name: s.name,
       transactional: s.transactional,
       compensates: s.compensate !== undefined,
+      group: s.group,
+      ...(s.kind === "step" ? {} : { kind: s.kind }),
+      ...(s.when === undefined ? {} : { conditional: true }),
     }));
     const { rows } = await pool.query<{ fingerprint: string }>(
       `insert into saga.definitions as d (name, version, fingerprint, steps, timeout_ms) values ($1, $2, $3, $4, $5)

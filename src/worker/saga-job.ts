@@ -20,7 +20,9 @@ import {
   recordFailure,
   recordSuccess,
 } from "./decide.js";
+import { branchOutputs, isGraph, loadStepInput, onlyFor, outputsToJoin } from "./groups.js";
 import type { Transition } from "./transition.js";
+import { readSaga } from "../sql/lock-instance.js";
 import { type Held, lockedTransition, transition } from "./transitions.js";
 import type { StepObserver } from "../observability/step-observer.js";
 
@@ -124,14 +126,17 @@ async function runSagaJobOnce(
     if (payload.cancel !== undefined) await takeCancelRequest(env.db, id);
     return;
   }
+  // A saga with groups: a job may be the one to join a group whose branches are all done (see groups.ts).
+  const known = isGraph(def) ? await readSaga(env.db, id) : null;
+  const outputs = known ? await outputsToJoin(env.db, env.codec, def, known) : undefined;
   let claim = await transition(
     env,
     id,
     (t) => {
       if (payload.validate && !validateInput(t, def)) return null;
-      return planNext(t, def, env, payload.step);
+      return planNext(t, def, env, payload.step, outputs);
     },
-    undefined,
+    known ?? undefined,
     jobId,
   );
   while (claim) claim = await runClaim(env, def, id, claim, jobId);
@@ -195,10 +200,12 @@ async function runClaim(
     const data =
       claim.kind === "execute"
         ? claim.data
-        : decodeValue(
-            env.codec,
-            await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
-          );
+        : claim.outcome !== "succeeded" && isGraph(def)
+          ? await loadStepInput(env.db, env.codec, def, id, claim.step)
+          : decodeValue(
+              env.codec,
+              await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
+            );
     const ctx = context(def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);
@@ -227,6 +234,7 @@ async function runClaim(
       logger.warn("step attempt failed", { error: toStoredError(outcome.error, true) });
     let applied = true;
     const requested = cancelAbort(outcome) ? await readCancelRequest(env.db, id) : null;
+    const outputs = await branchOutputs(env.db, env.codec, def, id, claim, outcome);
     const next = await transition(
       env,
       id,
@@ -236,14 +244,7 @@ async function runClaim(
         else applied = record(t, def, env, claim, outcome, durationMs);
         // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
         if (!applied || requested !== null) endInterrupted(t, env, claim);
-        return env.stopping
-          ? handOver(t)
-          : planNext(
-              t,
-              def,
-              env,
-              claim.kind === "compensate" && def.compensation.concurrent ? claim.index : undefined,
-            );
+        return env.stopping ? handOver(t) : planNext(t, def, env, onlyFor(def, claim), outputs);
       },
       claim.next,
       jobId,

@@ -115,7 +115,7 @@ export async function showCommand(cli: Cli, id: string): Promise<void> {
   if (!saga) throw new CliError("SAGA_NOT_FOUND", `no saga with id ${id}`);
   // engine.get() without the definition lists only the steps that ran; the registered definition names the rest.
   const [definition, events] = await Promise.all([
-    engine.pool.query<{ steps: { name: string }[] }>(
+    engine.pool.query<{ steps: { name: string; group?: number }[] }>(
       "select steps from saga.definitions where name = $1 and version = $2",
       [saga.name, saga.version],
     ),
@@ -130,7 +130,7 @@ export async function showCommand(cli: Cli, id: string): Promise<void> {
   );
 }
 
-function withUnreachedSteps(saga: SagaInstance, defined: { name: string }[]): SagaStepView[] {
+function withUnreachedSteps(saga: SagaInstance, defined: { name: string; group?: number }[]): SagaStepView[] {
   const steps = [...saga.steps];
   const ended = saga.finishedAt !== null;
   defined.forEach((d, index) => {
@@ -138,6 +138,7 @@ function withUnreachedSteps(saga: SagaInstance, defined: { name: string }[]): Sa
     steps.push({
       name: d.name,
       index,
+      group: d.group ?? index,
       status: ended ? "skipped" : "pending",
       attempt: 0,
       compensationAttempt: 0,
@@ -172,6 +173,8 @@ function renderTimeline(cli: Cli, saga: SagaInstance, steps: SagaStepView[], eve
   if (saga.deadline) lines.push(`  deadline: ${formatTime(saga.deadline)}`);
   if (saga.parentId) lines.push(`  parent: ${saga.parentId}`);
   if (Object.keys(saga.metadata ?? {}).length > 0) lines.push(`  metadata: ${brief(saga.metadata, 120)}`);
+  if (steps.some((s, i) => steps.findIndex((o) => o.group === s.group) !== i))
+    lines.push("", c.bold("graph"), ...drawGraph(cli, steps));
   lines.push("", c.bold("steps"));
   lines.push(
     table(
@@ -211,4 +214,36 @@ function renderTimeline(cli: Cli, saga: SagaInstance, steps: SagaStepView[], eve
     ),
   );
   return lines.join("\n");
+}
+
+/**
+ * The saga's groups as text, in order: a plain step on its line, the branches of a parallel group indented
+ * under it.
+ *
+ * @example
+ *   reserve  succeeded
+ *   parallel (2 branches)
+ *   ├─ flight  succeeded
+ *   └─ hotel   running
+ *   confirm  pending
+ */
+export function drawGraph(cli: Cli, steps: readonly SagaStepView[]): string[] {
+  const groups = new Map<number, SagaStepView[]>();
+  for (const s of steps) groups.set(s.group, [...(groups.get(s.group) ?? []), s]);
+  const width = Math.max(...steps.map((s) => s.name.length));
+  const lines: string[] = [];
+  for (const group of [...groups.keys()].sort((a, b) => a - b).map((g) => groups.get(g) ?? [])) {
+    if (group.length === 1) {
+      const [s] = group;
+      if (s) lines.push(`  ${s.name.padEnd(width + 3)}  ${paintState(cli.c, s.status)}`);
+      continue;
+    }
+    lines.push(`  parallel (${group.length} branches)`);
+    group.forEach((s, i) =>
+      lines.push(
+        `  ${i === group.length - 1 ? "└─" : "├─"} ${s.name.padEnd(width)}  ${paintState(cli.c, s.status)}`,
+      ),
+    );
+  }
+  return lines;
 }
