@@ -1,66 +1,6 @@
 import { escapeLiteral } from "pg";
 import type { Executor } from "../executor.js";
-
-/** A saga as a transition sees it, instance row locked. Step outputs are not loaded: they can be large. */
-export interface LockedSaga {
-  id: string;
-  /** The instance row's version (its xmin): every transition changes it. */
-  xmin: string;
-  name: string;
-  version: number;
-  state: SagaState;
-  /** The current data: the input of the step at `current_step`. */
-  data: unknown;
-  current_step: number;
-  compensation_cause: CompensationCause | null;
-  seq: number;
-  error: Record<string, unknown> | null;
-  steps: StepRow[];
-}
-
-/** Every saga state, in the order a saga can reach them: the one list the CLI, list() and the views share. */
-export const SAGA_STATES = [
-  "running",
-  "compensating",
-  "completed",
-  "compensated",
-  "cancelled",
-  "timed_out",
-  "failed",
-  "compensation_failed",
-] as const;
-
-export type SagaState = (typeof SAGA_STATES)[number];
-
-export type StepStatus =
-  | "pending"
-  | "running"
-  | "succeeded"
-  | "failed"
-  | "compensating"
-  | "compensated"
-  | "compensation_failed"
-  | "skipped";
-
-export type CompensationCause = "failure" | "cancel" | "timeout";
-
-export interface StepRow {
-  index: number;
-  name: string;
-  status: StepStatus;
-  attempt: number;
-  attempt_base: number;
-  compensation_attempt: number;
-  compensation_attempt_base: number;
-  lease_owner: string | null;
-  /** Whether a scheduled retry is due by the database clock (true when none is scheduled). */
-  due: boolean;
-  error: { code?: string; outcome?: string } | null;
-}
-
-export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set(
-  SAGA_STATES.filter((s) => s !== "running" && s !== "compensating"),
-);
+import type { LockedSaga } from "../model.js";
 
 // Primary keys of instances and steps. Locks the instance row only (invariant 2: instance first); step rows
 // are locked by the updates that follow, in the same transaction. saga._lock (sql/functions.sql) reads

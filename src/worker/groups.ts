@@ -8,10 +8,8 @@ import type { AnySaga, StepDefinition } from "../definition.js";
 import { type StoredError, toStoredError } from "../errors.js";
 import type { Executor } from "../executor.js";
 import { type PayloadCodec, decodeValue } from "../codec/codec.js";
-import type { StepRow } from "../sql/lock-instance.js";
 import { beginCompensation } from "./compensation-plan.js";
-import type { Outcome } from "./call-handler.js";
-import type { Claim, DecideEnv } from "./decide.js";
+import type { Claim, DecideEnv, Outcome, StepRow } from "../model.js";
 import type { Transition } from "./transition.js";
 
 /** Outputs of a group's succeeded branches, decoded, by step index: the step rows hold them, LockedSaga does not. */
