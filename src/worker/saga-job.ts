@@ -14,7 +14,8 @@ import { type TrackedClaim, transition } from "./commit-transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
 import { runTransactional } from "./transactional-step.js";
 import { validateInput } from "./validate-input.js";
-import { branchOutputs, isGraph, loadStepInput, onlyFor, outputsToJoin } from "./groups.js";
+import { isGraph, onlyFor } from "./groups.js";
+import { branchOutputs, loadStepInput, outputsToJoin } from "./group-data.js";
 import { readSaga } from "../sql/lock-instance.js";
 
 /** How long a saga job keeps trying through database errors before it hands the job back to graphile-worker. */
