@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type SagaEngine, type SagaWorker, compensation, createSagaEngine } from "../src/index.js";
 import { GRAPH_TABLES, conditionalSaga, diamondSaga, graphCalls, tenSaga } from "./fixtures/graph-sagas.js";
 import { useTestDatabase } from "./helpers/database.js";
+import { drawGraph } from "../src/cli/commands/read.js";
+import { colours } from "../src/cli/format.js";
 import { type WorkerChild, spawnWorker, stopWorker } from "./helpers/processes.js";
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -75,6 +77,14 @@ describe("diamond A → { B, C } → D", () => {
       at(evs, "saga.step.started:D"),
     );
     expect(evs.at(-1)).toBe("saga.completed");
+    // pg-saga show draws the groups.
+    expect(drawGraph(colours(false), done.steps)).toEqual([
+      "  A     succeeded",
+      "  parallel (2 branches)",
+      "  ├─ B  succeeded",
+      "  └─ C  succeeded",
+      "  D     succeeded",
+    ]);
   });
 
   for (const strategy of ["sequential", "parallel"] as const) {

@@ -4,7 +4,16 @@ import { sagaKey } from "../../definition.js";
 import { toMs } from "../../duration.js";
 import { SAGA_STATES } from "../../model.js";
 import { CliError, type Cli } from "../context.js";
-import { between, brief, formatDuration, formatError, formatTime, paintState, table } from "../format.js";
+import {
+  type Colours,
+  between,
+  brief,
+  formatDuration,
+  formatError,
+  formatTime,
+  paintState,
+  table,
+} from "../format.js";
 
 const STATES: readonly SagaState[] = SAGA_STATES;
 
@@ -175,7 +184,7 @@ function renderTimeline(cli: Cli, saga: SagaInstance, steps: SagaStepView[], eve
   if (saga.parentId) lines.push(`  parent: ${saga.parentId}`);
   if (Object.keys(saga.metadata ?? {}).length > 0) lines.push(`  metadata: ${brief(saga.metadata, 120)}`);
   if (steps.some((s, i) => steps.findIndex((o) => o.group === s.group) !== i))
-    lines.push("", c.bold("graph"), ...drawGraph(cli, steps));
+    lines.push("", c.bold("graph"), ...drawGraph(c, steps));
   lines.push("", c.bold("steps"));
   lines.push(
     table(
@@ -228,7 +237,7 @@ function renderTimeline(cli: Cli, saga: SagaInstance, steps: SagaStepView[], eve
  *   └─ hotel   running
  *   confirm  pending
  */
-export function drawGraph(cli: Cli, steps: readonly SagaStepView[]): string[] {
+export function drawGraph(c: Colours, steps: readonly SagaStepView[]): string[] {
   const groups = new Map<number, SagaStepView[]>();
   for (const s of steps) groups.set(s.group, [...(groups.get(s.group) ?? []), s]);
   const width = Math.max(...steps.map((s) => s.name.length));
@@ -236,13 +245,13 @@ export function drawGraph(cli: Cli, steps: readonly SagaStepView[]): string[] {
   for (const group of [...groups.keys()].sort((a, b) => a - b).map((g) => groups.get(g) ?? [])) {
     if (group.length === 1) {
       const [s] = group;
-      if (s) lines.push(`  ${s.name.padEnd(width + 3)}  ${paintState(cli.c, s.status)}`);
+      if (s) lines.push(`  ${s.name.padEnd(width + 3)}  ${paintState(c, s.status)}`);
       continue;
     }
     lines.push(`  parallel (${group.length} branches)`);
     group.forEach((s, i) =>
       lines.push(
-        `  ${i === group.length - 1 ? "└─" : "├─"} ${s.name.padEnd(width)}  ${paintState(cli.c, s.status)}`,
+        `  ${i === group.length - 1 ? "└─" : "├─"} ${s.name.padEnd(width)}  ${paintState(c, s.status)}`,
       ),
     );
   }
