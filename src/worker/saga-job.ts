@@ -10,7 +10,7 @@ import { cancelAbort } from "./aborted.js";
 import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
 import type { WorkerEnv } from "./worker-env.js";
 import { endInterrupted, fenceHolds, interrupt, planNext } from "./decide.js";
-import { type TrackedClaim, transition } from "./commit-transition.js";
+import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
 import { runTransactional } from "./transactional-step.js";
 import { validateInput } from "./validate-input.js";
@@ -85,9 +85,10 @@ async function runSagaJobOnce(
     return;
   }
   // A saga with groups: a job may be the one to join a group whose branches are all done (see groups.ts).
-  const known = isGraph(def) ? await readSaga(env.db, id) : null;
+  const branch = isGraph(def) && payload.step !== undefined;
+  const known = isGraph(def) && !branch ? await readSaga(env.db, id) : null;
   const outputs = known ? await outputsToJoin(env.db, env.codec, def, known) : undefined;
-  let claim = await transition(
+  let claim = await commitFor(branch)(
     env,
     id,
     (t) => {
@@ -157,7 +158,7 @@ async function runClaim(
     let applied = true;
     const requested = cancelAbort(outcome) ? await readCancelRequest(env.db, id) : null;
     const outputs = await branchOutputs(env.db, env.codec, def, id, claim, outcome);
-    const next = await transition(
+    const next = await commitFor(onlyFor(def, claim) !== undefined && isGraph(def))(
       env,
       id,
       (t) => {
@@ -181,4 +182,13 @@ async function runClaim(
   } finally {
     untrack();
   }
+}
+
+/**
+ * The branches of a group (and its concurrent compensations) commit on the same instance row at once: they
+ * queue on its row lock, instead of each retrying an optimistic commit every time another branch came first.
+ */
+function commitFor(contended: boolean): typeof transition {
+  if (!contended) return transition;
+  return (env, id, decide, _known, jobId) => lockedTransition(env, id, async (t) => decide(t), jobId);
 }
