@@ -127,4 +127,6 @@ export interface SagaJobPayload {
   cancel?: string;
   /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
   by?: string;
+  /** A retry asked for from SQL (saga.retry()): its request is in saga.retry_requests. */
+  retry?: boolean;
 }
