@@ -5,7 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type SagaEngine, type SagaWorker, compensation, createSagaEngine } from "../src/index.js";
-import { GRAPH_TABLES, conditionalSaga, diamondSaga, graphCalls, tenSaga } from "./fixtures/graph-sagas.js";
+import {
+  GRAPH_TABLES,
+  conditionalSaga,
+  diamondSaga,
+  graphCalls,
+  retryGroupSaga,
+  tenSaga,
+} from "./fixtures/graph-sagas.js";
 import { useTestDatabase } from "./helpers/database.js";
 import { drawGraph } from "../src/cli/commands/read.js";
 import { colours } from "../src/cli/format.js";
@@ -20,13 +27,17 @@ const sagas = () => ({
   sequential: diamondSaga(db.pool),
   parallel: diamondSaga(db.pool, compensation.parallel(), "diamond-parallel"),
   conditional: conditionalSaga(db.pool),
+  retry: retryGroupSaga(db.pool),
 });
 let s: ReturnType<typeof sagas>;
 
 beforeAll(async () => {
   await db.pool.query(GRAPH_TABLES);
   s = sagas();
-  engine = createSagaEngine({ connectionString: db.url, sagas: [s.sequential, s.parallel, s.conditional] });
+  engine = createSagaEngine({
+    connectionString: db.url,
+    sagas: [s.sequential, s.parallel, s.conditional, s.retry],
+  });
   worker = await engine.runWorker({ concurrency: 4 });
 });
 
@@ -172,6 +183,35 @@ describe("diamond A → { B, C } → D", () => {
     ]);
     expect(comp[2]).toEqual(["A", "succeeded"]);
   });
+});
+
+it("an operator's retry of a saga failed in a group re-runs the failed branch only", async () => {
+  // The saga starts in the transaction that holds q: q fails for good on its first run.
+  const client = await db.pool.connect();
+  let id: string;
+  try {
+    await client.query("begin");
+    id = (await engine.start(s.retry, {}, { client })).id;
+    await client.query("insert into graph_hold (saga_id) values ($1)", [id]);
+    await client.query("commit");
+  } finally {
+    client.release();
+  }
+  const failed = await engine.waitFor(id, { timeoutMs: 30_000, states: ["failed", "completed"] });
+  expect(failed.state).toBe("failed");
+  expect(failed.steps.map((x) => [x.name, x.status])).toEqual([
+    ["p", "succeeded"],
+    ["q", "failed"],
+    ["z", "skipped"],
+  ]);
+  await db.pool.query("delete from graph_hold where saga_id = $1", [id]);
+  await engine.retry(id);
+  const done = await engine.waitFor(id, { timeoutMs: 30_000 });
+  expect(done.state).toBe("completed");
+  expect(done.result).toEqual({ p: "p", q: "q" });
+  const calls = (await graphCalls(db.pool, id)).map((c) => c.step);
+  expect(calls.filter((c) => c === "p")).toHaveLength(1);
+  expect(calls.filter((c) => c === "q")).toHaveLength(2);
 });
 
 describe("conditions", () => {
