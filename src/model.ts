@@ -1,8 +1,8 @@
 /**
  * The saga model: the states a saga and its steps can be in, the saga as a transition sees it, the claims a
  * worker takes, how an attempt ends, and what a saga id looks like. Types, constants and one check: this
- * module imports nothing of the worker,
- * so the decision code, the transitions and the queries all depend on it and never on each other for these.
+ * module imports nothing of the worker, so the decision code, the transitions and the queries all depend on
+ * it and never on each other for these.
  */
 import type { StepDefinition } from "./definition.js";
 import type { StoredError } from "./errors.js";
@@ -74,7 +74,7 @@ export interface StepRow {
   error: { code?: string; outcome?: string } | null;
 }
 
-/** A step handler this worker now holds the lease for. */
+/** @internal A step handler this worker now holds the lease for. */
 export interface Claim {
   kind: "execute" | "compensate";
   index: number;
@@ -91,6 +91,7 @@ export interface Claim {
 /** Why an attempt ended without a result. */
 export type FailureKind = "error" | "timeout" | "released" | "lost";
 
+/** @internal What the decisions need from the worker that takes them. */
 export interface DecideEnv {
   workerId: string;
   /** Lease length in ms written on the step: informational; the reaper goes by worker heartbeats. */
