@@ -7,6 +7,7 @@ import type { Executor } from "../executor.js";
 import { type PayloadCodec, decodeValue } from "../codec/codec.js";
 import type { Claim, Outcome, StepRow } from "../model.js";
 import { done, groupOf, isBranch } from "./groups.js";
+import type { Transition } from "./transition.js";
 
 // Primary key of steps (saga_id, index).
 const OUTPUTS_SQL = `select index, output from saga.steps
@@ -24,23 +25,26 @@ export async function loadOutputs(
 }
 
 /**
- * Read before a branch's record: its siblings' outputs, and its own, so that the record which finishes the
- * group joins it in the same transition. `undefined` for anything but a branch that succeeded.
+ * Read under the row lock by the record of a branch that finished its group (every branch now succeeded or
+ * skipped): its siblings' outputs, and its own, to join the group in the same transition. `undefined` for any
+ * other record: nothing is read.
  */
-export async function branchOutputs(
+export async function outputsToFinish(
   db: Executor,
   codec: PayloadCodec,
   def: AnySaga,
-  id: string,
+  t: Transition,
   claim: Claim,
   outcome: Outcome,
 ): Promise<Map<number, unknown> | undefined> {
   if (!outcome.ok || claim.kind !== "execute" || !isBranch(def, claim.step)) return undefined;
-  const siblings = groupOf(def, claim.step).filter((s) => s.index !== claim.index);
+  const group = groupOf(def, claim.step);
+  if (t.saga.state !== "running" || !group.every((s) => done(t.step(s.index)))) return undefined;
+  const siblings = group.filter((s) => s.index !== claim.index);
   const outputs = await loadOutputs(
     db,
     codec,
-    id,
+    t.saga.id,
     siblings.map((s) => s.index),
   );
   return outputs.set(claim.index, (outcome.value === undefined ? claim.data : outcome.value) ?? null);

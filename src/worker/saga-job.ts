@@ -13,11 +13,12 @@ import { resume } from "./resume.js";
 import type { WorkerEnv } from "./worker-env.js";
 import { endInterrupted, fenceHolds, interrupt, planNext } from "./decide.js";
 import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
+import type { Transition } from "./transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
 import { runTransactional } from "./transactional-step.js";
 import { validateInput } from "./validate-input.js";
-import { isGraph, onlyFor } from "./groups.js";
-import { branchOutputs, loadStepInput, outputsToJoin } from "./group-data.js";
+import { type GroupOutputs, isGraph, onlyFor } from "./groups.js";
+import { loadStepInput, outputsToFinish, outputsToJoin } from "./group-data.js";
 import { readSaga } from "../sql/lock-instance.js";
 
 /** How long a saga job keeps trying through database errors before it hands the job back to graphile-worker. */
@@ -191,21 +192,38 @@ async function runClaim(
       logger.warn("step attempt failed", { error: toStoredError(outcome.error, true) });
     let applied = true;
     const requested = cancelAbort(outcome) ? await readCancelRequest(env.db, id) : null;
-    const outputs = await branchOutputs(env.db, env.codec, def, id, claim, outcome);
-    const next = await commitFor(onlyFor(def, claim) !== undefined && isGraph(def))(
-      env,
-      id,
-      (t) => {
-        // A cancel asked for while the step ran (the handler was aborted for it): performed here.
-        if (requested !== null && fenceHolds(t, claim, env.workerId)) interrupt(t, def, "cancel", requested);
-        else applied = record(t, def, env, claim, outcome, durationMs);
-        // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
-        if (!applied || requested !== null) endInterrupted(t, env, claim);
-        return env.stopping ? handOver(t) : planNext(t, def, env, onlyFor(def, claim), outputs);
-      },
-      claim.next,
-      jobId,
-    );
+    const recordIt = (t: Transition) => {
+      // A cancel asked for while the step ran (the handler was aborted for it): performed here.
+      if (requested !== null && fenceHolds(t, claim, env.workerId)) interrupt(t, def, "cancel", requested);
+      else applied = record(t, def, env, claim, outcome, durationMs);
+      // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
+      if (!applied || requested !== null) endInterrupted(t, env, claim);
+    };
+    const plan = (t: Transition, outputs?: GroupOutputs) =>
+      env.stopping ? handOver(t) : planNext(t, def, env, onlyFor(def, claim), outputs);
+    // A branch records under the row lock; the one that finishes its group reads the outputs to join it there.
+    const next =
+      onlyFor(def, claim) !== undefined && isGraph(def)
+        ? await lockedTransition(
+            env,
+            id,
+            async (t, db) => {
+              recordIt(t);
+              const join = applied && requested === null;
+              return plan(t, join ? await outputsToFinish(db, env.codec, def, t, claim, outcome) : undefined);
+            },
+            jobId,
+          )
+        : await transition(
+            env,
+            id,
+            (t) => {
+              recordIt(t);
+              return plan(t);
+            },
+            claim.next,
+            jobId,
+          );
     if (!applied) {
       env.onDiscarded(claim);
       logger.warn("late or duplicate result discarded: the attempt no longer owns the step", {
