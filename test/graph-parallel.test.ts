@@ -28,6 +28,7 @@ const sagas = () => ({
   parallel: diamondSaga(db.pool, compensation.parallel(), "diamond-parallel"),
   conditional: conditionalSaga(db.pool),
   retry: retryGroupSaga(db.pool),
+  deadline: diamondSaga(db.pool, compensation.parallel(), "diamond-deadline", "1500ms"),
 });
 let s: ReturnType<typeof sagas>;
 
@@ -36,7 +37,7 @@ beforeAll(async () => {
   s = sagas();
   engine = createSagaEngine({
     connectionString: db.url,
-    sagas: [s.sequential, s.parallel, s.conditional, s.retry],
+    sagas: [s.sequential, s.parallel, s.conditional, s.retry, s.deadline],
   });
   worker = await engine.runWorker({ concurrency: 4 });
 });
@@ -212,6 +213,30 @@ it("an operator's retry of a saga failed in a group re-runs the failed branch on
   const calls = (await graphCalls(db.pool, id)).map((c) => c.step);
   expect(calls.filter((c) => c === "p")).toHaveLength(1);
   expect(calls.filter((c) => c === "q")).toHaveLength(2);
+});
+
+it("the saga deadline with both branches in flight interrupts both; parallel() compensates them, then A", async () => {
+  const { id } = await engine.start(s.deadline, { mode: "hold" });
+  const done = await engine.waitFor(id, { timeoutMs: 30_000 });
+  expect(done.state).toBe("timed_out");
+  const calls = await graphCalls(db.pool, id);
+  const aborted = calls.filter((c) => c.kind === "execute" && c.outcome === "aborted").map((c) => c.step);
+  expect(aborted.sort()).toEqual(["B", "C"]);
+  const comp = calls.filter((x) => x.kind === "compensate");
+  expect(
+    comp
+      .slice(0, 2)
+      .map((x) => [x.step, x.note])
+      .sort(),
+  ).toEqual([
+    ["B", "unknown"],
+    ["C", "unknown"],
+  ]);
+  expect(comp.map((x) => x.step)[2]).toBe("A");
+  // B's and C's compensations both ended before A's began (group by group).
+  expect(Math.max(comp[0]!.ended_ms!, comp[1]!.ended_ms!)).toBeLessThanOrEqual(comp[2]!.started_ms);
+  const codes = done.steps.filter((x) => x.group === 1).map((x) => (x.error as { code: string }).code);
+  expect(codes).toEqual(["SAGA_TIMEOUT", "SAGA_TIMEOUT"]);
 });
 
 describe("conditions", () => {
