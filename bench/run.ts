@@ -24,6 +24,7 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   pooler: async () => (await import("./pooler.js")).poolerScenario,
   dashboard: async () => (await import("./dashboard.js")).dashboardScenario,
   bridges: async () => (await import("./bridges.js")).bridgesScenario,
+  graph: async () => (await import("./graph.js")).graphScenario,
 };
 
 function parseArgs(argv: string[]) {

@@ -74,10 +74,10 @@ begin
         raise exception 'step % of saga % moved on since it was claimed; result discarded', s->>'index', p_id
           using errcode = 'SG409';
       end if;
-      insert into saga.steps (saga_id, index, name, status, attempt, attempt_base, compensation_attempt,
+      insert into saga.steps (saga_id, index, "group", name, status, attempt, attempt_base, compensation_attempt,
         compensation_attempt_base, lease_owner, lease_expires_at, output, error, compensation_error, next_attempt_at,
         started_at, finished_at, compensation_started_at, compensation_finished_at)
-      values (p_id, (s->>'index')::int, s->>'name', s->>'status', coalesce((s->>'attempt')::int, 0),
+      values (p_id, (s->>'index')::int, coalesce((s->>'group')::int, (s->>'index')::int), s->>'name', s->>'status', coalesce((s->>'attempt')::int, 0),
         coalesce((s->>'attempt_base')::int, 0), coalesce((s->>'compensation_attempt')::int, 0),
         coalesce((s->>'compensation_attempt_base')::int, 0), s->>'lease_owner',
         case when s ? 'lease_ms' then now() + (s->>'lease_ms')::bigint * interval '1 millisecond' end,
@@ -868,7 +868,8 @@ CREATE TABLE saga.steps (
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
     compensation_started_at timestamp with time zone,
-    compensation_finished_at timestamp with time zone
+    compensation_finished_at timestamp with time zone,
+    "group" integer
 );
 
 CREATE TABLE saga.workers (

@@ -2,87 +2,29 @@ import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { type CompensationStrategy, compensation as compensationStrategies } from "./compensation.js";
 import { type Duration, toMs } from "./duration.js";
-import { SagaError, type StoredError } from "./errors.js";
-import type { Executor } from "./executor.js";
-import type { Logger } from "./logger.js";
-import { DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
+import { SagaError } from "./errors.js";
+import { DEFAULT_STEP_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
+import {
+  type BranchOptions,
+  type GroupData,
+  NAME,
+  buildGroup,
+  buildStep,
+  groupSteps,
+  stepShape,
+} from "./definition-steps.js";
 
-/** What every step handler receives besides its data. */
-export interface StepContext {
-  readonly sagaId: string;
-  readonly sagaName: string;
-  readonly step: string;
-  /** 1-based; counts every try of this step, including those before a manual `retry`. */
-  readonly attempt: number;
-  /** Stable across retries of the same step of the same saga: hand it to the service you call. */
-  readonly idempotencyKey: string;
-  /** Aborts on the step timeout, on cancel, on the saga deadline and on worker shutdown. */
-  readonly signal: AbortSignal;
-  readonly logger: Logger;
-}
-
-/** The context of a `transactional: true` step: `tx` is the engine's own transaction. */
-export interface TransactionalStepContext extends StepContext {
-  /** Commits exactly once, together with the step's record; a throw rolls both back. */
-  readonly tx: Executor;
-}
-
-/** What a compensation receives besides the step's data. */
-export interface CompensateContext<In> extends StepContext {
-  /**
-   * `succeeded`: the step finished and `data` is its output. `unknown`: the step may have had its effect
-   * (it timed out, its worker died, or the saga was cancelled mid-call) and `data` is the step's input.
-   * Compensations must tolerate "nothing to undo".
-   */
-  readonly outcome: "succeeded" | "unknown";
-  /** The data the step was given. */
-  readonly input: In;
-  /** Why the saga is compensating: the step error, or the cancel/timeout reason. */
-  readonly error: StoredError | null;
-}
-
-type Awaitable<T> = T | Promise<T>;
-/** A step that returns nothing passes its input on unchanged. */
-export type NextData<In, Out> = [Out] extends [void | undefined] ? In : Out;
-
-interface StepOptionsBase<In, Out> {
-  compensate?: (data: NextData<In, Out>, ctx: CompensateContext<In>) => unknown;
-  /** Per-attempt timeout; the attempt fails with `STEP_TIMEOUT` (retryable). */
-  timeout?: Duration;
-  /** Overrides the saga's retry policy for this step. */
-  retry?: RetryPolicy;
-  /** Policy for this step's compensation; default: exponential, 10 attempts. */
-  compensateRetry?: RetryPolicy;
-  /** Decides for errors that are neither `BusinessError` nor `RetryableError`; default: retryable. */
-  retryable?: (error: unknown) => boolean;
-  description?: string;
-}
-
-/** A step whose handler calls the outside world: at least once, with `ctx.idempotencyKey`. */
-export interface StepOptions<In, Out> extends StepOptionsBase<In, Out> {
-  transactional?: false;
-  execute: (data: In, ctx: StepContext) => Awaitable<Out>;
-}
-
-/** A step whose handler only writes to this database, on `ctx.tx`: exactly once. */
-export interface TransactionalStepOptions<In, Out> extends StepOptionsBase<In, Out> {
-  transactional: true;
-  execute: (data: In, ctx: TransactionalStepContext) => Awaitable<Out>;
-}
-
-/** @internal a step as the engine runs it. */
-export interface StepDefinition {
-  readonly name: string;
-  readonly index: number;
-  readonly transactional: boolean;
-  readonly execute: (data: unknown, ctx: TransactionalStepContext) => Awaitable<unknown>;
-  readonly compensate: ((data: unknown, ctx: CompensateContext<unknown>) => unknown) | undefined;
-  readonly timeoutMs: number | undefined;
-  readonly retry: RetryPolicy;
-  readonly compensateRetry: RetryPolicy;
-  readonly retryable: ((error: unknown) => boolean) | undefined;
-  readonly description: string | undefined;
-}
+export type { BranchOptions, BranchOutput, GroupData } from "./definition-steps.js";
+export type {
+  CompensateContext,
+  NextData,
+  StepContext,
+  StepDefinition,
+  StepOptions,
+  TransactionalStepContext,
+  TransactionalStepOptions,
+} from "./step-types.js";
+import type { NextData, StepDefinition, StepOptions, TransactionalStepOptions } from "./step-types.js";
 
 export interface SagaConfig<S extends z.ZodType> {
   /** Unique per application; instances are found by it. */
@@ -100,7 +42,6 @@ export interface SagaConfig<S extends z.ZodType> {
   description?: string;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
 /** Versions are stored as a PostgreSQL int. */
 const MAX_VERSION = 2_147_483_647;
 
@@ -113,6 +54,8 @@ const MAX_VERSION = 2_147_483_647;
  */
 export class SagaDefinition<Input, Data, Start = Input> {
   /** @internal */ readonly steps: readonly StepDefinition[];
+  /** @internal the steps by group: a plain step is a group of one. */
+  readonly groups: readonly (readonly StepDefinition[])[];
   readonly name: string;
   readonly version: number;
   /** @internal */ readonly inputSchema: z.ZodType;
@@ -138,6 +81,7 @@ export class SagaDefinition<Input, Data, Start = Input> {
     this.compensation = config.compensation ?? compensationStrategies.sequential();
     this.description = config.description;
     this.steps = Object.freeze([...steps]);
+    this.groups = groupSteps(this.steps);
     this.config = config;
   }
 
@@ -146,57 +90,57 @@ export class SagaDefinition<Input, Data, Start = Input> {
   /** Appends a step; its `execute` receives the previous step's data. */
   step<Out>(
     name: string,
+    options: TransactionalStepOptions<Data, Out> & { when: (data: Data) => boolean },
+  ): SagaDefinition<Input, NextData<Data, Out> | Data, Start>;
+  step<Out>(
+    name: string,
     options: TransactionalStepOptions<Data, Out>,
   ): SagaDefinition<Input, NextData<Data, Out>, Start>;
+  step<Out>(
+    name: string,
+    options: StepOptions<Data, Out> & { when: (data: Data) => boolean },
+  ): SagaDefinition<Input, NextData<Data, Out> | Data, Start>;
   step<Out>(name: string, options: StepOptions<Data, Out>): SagaDefinition<Input, NextData<Data, Out>, Start>;
   step<Out>(
     name: string,
     options: StepOptions<Data, Out> | TransactionalStepOptions<Data, Out>,
   ): SagaDefinition<Input, NextData<Data, Out>, Start> {
-    const where = `saga "${this.name}" step "${name}"`;
-    if (typeof name !== "string" || !NAME.test(name)) {
-      throw new SagaError(
-        "INVALID_DEFINITION",
-        `${where}: a step name is 1-100 letters, digits, ".", "_", ":" or "-"`,
-      );
-    }
-    if (this.steps.some((s) => s.name === name)) {
-      throw new SagaError(
-        "INVALID_DEFINITION",
-        `${where}: duplicate step name; each step of a saga needs its own name`,
-      );
-    }
-    if (typeof options?.execute !== "function")
-      throw new SagaError("INVALID_DEFINITION", `${where}: execute must be a function`);
-    if (options.compensate !== undefined && typeof options.compensate !== "function") {
-      throw new SagaError("INVALID_DEFINITION", `${where}: compensate must be a function`);
-    }
-    for (const key of ["retry", "compensateRetry"] as const) {
-      if (options[key] !== undefined && !isRetryPolicy(options[key])) {
-        throw new SagaError(
-          "INVALID_DEFINITION",
-          `${where}: ${key} must come from retry.exponential/fixed/linear/none`,
-        );
-      }
-    }
-    const step: StepDefinition = Object.freeze({
-      name,
-      index: this.steps.length,
-      transactional: options.transactional === true,
-      execute: options.execute as StepDefinition["execute"],
-      compensate: options.compensate as StepDefinition["compensate"],
-      timeoutMs: options.timeout === undefined ? undefined : toMs(options.timeout, `${where} timeout`),
-      retry: options.retry ?? this.retry,
-      compensateRetry: options.compensateRetry ?? DEFAULT_COMPENSATION_RETRY,
-      retryable: options.retryable,
-      description: options.description,
-    });
+    const step = buildStep(name, options as StepOptions<unknown, unknown>, this.place());
     return new SagaDefinition<Input, NextData<Data, Out>, Start>(this.config, [...this.steps, step]);
+  }
+
+  /**
+   * Appends a group of branches that run side by side once the previous step is done: each receives the same
+   * data, and the step after the group receives `{ [branch]: output }`. Branch names are step names.
+   *
+   * @example
+   * saga.parallel({
+   *   flight: { execute: async (d) => ({ flightId: "f1" }) },
+   *   hotel: { execute: async (d) => ({ hotelId: "h1" }), when: (d) => d.nights > 0 },
+   * }).step("confirm", { execute: async (d) => ({ flight: d.flight.flightId, hotel: d.hotel?.hotelId }) });
+   */
+  parallel<B extends Record<string, BranchOptions<Data, unknown>>>(
+    branches: B,
+  ): SagaDefinition<Input, GroupData<Data, B>, Start> {
+    const steps = buildGroup(branches as Record<string, BranchOptions<unknown, unknown>>, this.place());
+    return new SagaDefinition<Input, GroupData<Data, B>, Start>(this.config, [...this.steps, ...steps]);
+  }
+
+  /** @internal where the next step or group goes. */
+  place(kind?: StepDefinition["kind"]) {
+    return {
+      saga: this.name,
+      index: this.steps.length,
+      group: this.groups.length,
+      taken: new Set(this.steps.map((s) => s.name)),
+      retry: this.retry,
+      ...(kind === undefined ? {} : { kind }),
+    };
   }
 
   /** Identifies the step list: a worker refuses a definition whose steps changed under the same version. */
   get fingerprint(): string {
-    const shape = this.steps.map((s) => [s.name, s.transactional, s.compensate !== undefined]);
+    const shape = this.steps.map(stepShape);
     return createHash("sha256")
       .update(JSON.stringify([this.name, this.version, shape]))
       .digest("hex")

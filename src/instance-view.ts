@@ -6,6 +6,8 @@ import type { InstanceRow, StepReadRow } from "./sql/read-sagas.js";
 export interface SagaStepView {
   name: string;
   index: number;
+  /** The step's group: a plain step is a group of one; the branches of a `.parallel()` group share one. */
+  group: number;
   status: string;
   attempt: number;
   compensationAttempt: number;
@@ -47,6 +49,7 @@ export function toInstance(row: InstanceRow, steps: StepReadRow[], def: AnySaga 
   const views: SagaStepView[] = steps.map((s) => ({
     name: s.name,
     index: s.index,
+    group: s.group ?? def?.steps[s.index]?.group ?? s.index,
     status: s.status,
     attempt: s.attempt,
     compensationAttempt: s.compensation_attempt,
@@ -65,6 +68,7 @@ export function toInstance(row: InstanceRow, steps: StepReadRow[], def: AnySaga 
     views.push({
       name: step.name,
       index: step.index,
+      group: step.group,
       status: TERMINAL_STATES.has(state) ? "skipped" : "pending",
       attempt: 0,
       compensationAttempt: 0,

@@ -104,7 +104,8 @@ export interface DecideEnv {
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown; kind: FailureKind };
 
 /** Why a running handler's signal was aborted; `signal.reason` is an {@link AbortError} with this code. */
-export type AbortCode = "STEP_TIMEOUT" | "WORKER_SHUTDOWN" | "SAGA_CANCELLED" | "SAGA_TIMEOUT";
+export type AbortCode =
+  "STEP_TIMEOUT" | "WORKER_SHUTDOWN" | "SAGA_CANCELLED" | "SAGA_TIMEOUT" | "SIBLING_FAILED";
 
 export class AbortError extends Error {
   override readonly name = "AbortError";

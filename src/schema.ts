@@ -73,6 +73,8 @@ export const steps = sagaSchema.table(
       .notNull()
       .references(() => instances.id, { onDelete: "cascade" }),
     index: integer("index").notNull(),
+    /** The step's group (a plain step is a group of one; `.parallel()` branches share one). Null on rows written before groups existed: read `coalesce("group", index)`. */
+    group: integer("group"),
     name: text("name").notNull(),
     status: text("status").notNull(),
     /** Execution attempts so far; the fence of invariant 3. */

@@ -27,6 +27,8 @@ const ABORTED: Record<AbortCode, StepOutcome> = {
   SAGA_CANCELLED: "cancelled",
   SAGA_TIMEOUT: "deadline",
   WORKER_SHUTDOWN: "released",
+  // A branch aborted because a sibling failed: stopped by the engine, as a cancel is.
+  SIBLING_FAILED: "cancelled",
 };
 
 export function outcomeLabel(outcome: Outcome): StepOutcome {

@@ -35,6 +35,8 @@ export interface StepPatch {
   index: number;
   name: string;
   status: StepStatus;
+  /** The step's group, written with the row's first patch; absent for a plain step (its group is its index). */
+  group?: number;
   attempt?: number;
   attempt_base?: number;
   compensation_attempt?: number;

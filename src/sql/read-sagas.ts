@@ -22,6 +22,7 @@ export interface InstanceRow {
 
 export interface StepReadRow {
   index: number;
+  group: number;
   name: string;
   status: string;
   attempt: number;
@@ -43,7 +44,7 @@ const COLUMNS = `i.id, i.name, i.version, i.state, i.input, coalesce(i.data, i.i
 // Primary key of instances; steps by their primary key prefix (saga_id).
 const GET_SQL = `
 select ${COLUMNS},
-  coalesce((select json_agg(json_build_object('index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt,
+  coalesce((select json_agg(json_build_object('index', s.index, 'group', coalesce(s."group", s.index), 'name', s.name, 'status', s.status, 'attempt', s.attempt,
       'compensation_attempt', s.compensation_attempt, 'output', s.output, 'error', s.error,
       'compensation_error', s.compensation_error, 'next_attempt_at', s.next_attempt_at, 'started_at', s.started_at,
       'finished_at', s.finished_at, 'compensation_started_at', s.compensation_started_at,

@@ -57,4 +57,5 @@ export async function callHandler(
   }
 }
 
-const interrupted = (code: AbortCode | undefined) => code === "SAGA_CANCELLED" || code === "SAGA_TIMEOUT";
+const interrupted = (code: AbortCode | undefined) =>
+  code === "SAGA_CANCELLED" || code === "SAGA_TIMEOUT" || code === "SIBLING_FAILED";

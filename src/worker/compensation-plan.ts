@@ -56,6 +56,8 @@ export function planCompensation(t: Transition, def: AnySaga, env: DecideEnv, on
     finishCompensation(t, exhausted);
     return null;
   }
+  if (strategy.concurrent && def.groups.length < def.steps.length)
+    return planLayer(t, def, env, only, pending, inFlight);
   if (strategy.concurrent) {
     if (only === undefined) {
       // Fan out: each compensation is its own job, so they run at once across the worker pool.
@@ -68,6 +70,29 @@ export function planCompensation(t: Transition, def: AnySaga, env: DecideEnv, on
   if (inFlight.length > 0 || (exhausted.length > 0 && !strategy.continueOnFailure)) return null;
   const next = pending[0];
   return next?.due ? claimCompensation(t, def, env, next) : null;
+}
+
+/**
+ * Concurrent compensation of a saga with parallel groups: group by group in reverse order, the completed
+ * branches of one group at once, each its own job. Nothing starts while an interrupted branch is still running.
+ */
+function planLayer(
+  t: Transition,
+  def: AnySaga,
+  env: DecideEnv,
+  only: number | undefined,
+  pending: StepRow[],
+  inFlight: StepRow[],
+): Claim | null {
+  if (inFlight.some((r) => r.status === "failed")) return null;
+  const groupOf = (r: StepRow) => def.steps[r.index]?.group ?? r.index;
+  const layer = Math.max(...[...pending, ...inFlight].map(groupOf));
+  const due = pending.filter((r) => groupOf(r) === layer && r.due);
+  const row = due.find((r) => r.index === only);
+  if (row) return claimCompensation(t, def, env, row);
+  if (inFlight.some((r) => groupOf(r) === layer)) return null;
+  for (const r of due) t.job({ id: t.saga.id, step: r.index });
+  return null;
 }
 
 function claimCompensation(t: Transition, def: AnySaga, env: DecideEnv, row: StepRow): Claim | null {

@@ -21,6 +21,13 @@ from saga.steps s
 left join saga.cancel_requests r on r.saga_id = s.saga_id
 where s.saga_id = any($1::uuid[]) and s.lease_owner = $2 and s.status in ('running', 'failed')`;
 
+/** Why a step of ours marked failed while it runs is aborted, by its error code. */
+const ABORTS: Record<string, () => AbortError> = {
+  SAGA_TIMEOUT: () => new AbortError("SAGA_TIMEOUT", "the saga was timed out"),
+  CANCELLED: () => new AbortError("SAGA_CANCELLED", "the saga was cancelled"),
+  SIBLING_FAILED: () => new AbortError("SIBLING_FAILED", "a branch of the same parallel group failed"),
+};
+
 interface Row {
   saga_id: string;
   index: number;
@@ -50,11 +57,7 @@ export async function abortInterrupted(
   const { rows } = await pool.query<Row>(INTERRUPTED_SQL, [sagaIds, workerId]);
   for (const row of rows) {
     let reason: AbortError | undefined;
-    if (row.status === "failed" && (row.code === "CANCELLED" || row.code === "SAGA_TIMEOUT"))
-      reason =
-        row.code === "SAGA_TIMEOUT"
-          ? new AbortError("SAGA_TIMEOUT", "the saga was timed out")
-          : new AbortError("SAGA_CANCELLED", "the saga was cancelled");
+    if (row.status === "failed" && row.code !== null && row.code in ABORTS) reason = ABORTS[row.code]?.();
     else if (row.status === "running" && row.requested !== null)
       reason = new AbortError("SAGA_CANCELLED", "the saga was cancelled", row.requested);
     if (!reason) continue;

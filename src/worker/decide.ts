@@ -8,6 +8,7 @@ import { delayFor } from "../retry.js";
 import type { StepFence } from "../sql/apply-transition.js";
 import { type Claim, type DecideEnv, type FailureKind, type StepRow, TERMINAL_STATES } from "../model.js";
 import { beginCompensation, planCompensation } from "./compensation-plan.js";
+import { type GroupOutputs, isBranch, isGraph, planGroup, retryJob, stopGroup } from "./groups.js";
 import type { Transition } from "./transition.js";
 
 const fenceOf = (row: StepRow, claim: Claim, workerId: string): StepFence =>
@@ -24,10 +25,23 @@ export function fenceHolds(t: Transition, claim: Claim, workerId: string): boole
     : row.status === "compensating" && row.compensation_attempt === claim.attempt;
 }
 
-/** Decides and claims the next piece of work of this saga, or schedules it, or finishes the saga. */
-export function planNext(t: Transition, def: AnySaga, env: DecideEnv, only?: number): Claim | null {
+/**
+ * Decides and claims the next piece of work of this saga, or schedules it, or finishes the saga. `only`: the
+ * branch or concurrent compensation a job is for; `outputs`: the current group's outputs, to join it.
+ */
+export function planNext(
+  t: Transition,
+  def: AnySaga,
+  env: DecideEnv,
+  only?: number,
+  outputs?: GroupOutputs,
+): Claim | null {
   const saga = t.saga;
   recoverOwnLostLeases(t, def, env);
+  if (saga.state === "running" && isGraph(def)) {
+    const claim = planGroup(t, def, env, only, outputs);
+    if (claim !== undefined) return claim;
+  }
   if (saga.state === "running") {
     const step = def.steps[saga.current_step];
     if (!step) return null;
@@ -37,6 +51,7 @@ export function planNext(t: Transition, def: AnySaga, env: DecideEnv, only?: num
     t.patchStep({
       index: step.index,
       name: step.name,
+      ...(step.group === step.index ? {} : { group: step.group }),
       status: "running",
       attempt,
       lease_owner: env.workerId,
@@ -88,9 +103,6 @@ export function isRetryable(step: StepDefinition, err: unknown): boolean {
   }
   return true;
 }
-
-/** How long an interrupted attempt's lease shows as live in saga.stuck (the reaper goes by heartbeats). */
-const INTERRUPTED_LEASE_MS = 60_000;
 
 /**
  * A cancel or a deadline fails the step in flight at once but leaves it leased to the worker running it: its
@@ -162,6 +174,8 @@ export function recordSuccess(
     fence,
   });
   t.event("saga.step.completed", row.name, { attempt: claim.attempt, durationMs });
+  // A branch: the group moves on once its last branch is done (planGroup joins it).
+  if (isBranch(def, claim.step)) return true;
   const next = claim.index + 1;
   if (next >= def.steps.length) {
     t.setState("completed", {
@@ -252,14 +266,18 @@ export function recordFailure(
     const delayMs = delayFor(claim.step.retry, used);
     t.patchStep({ ...base, status: "pending", error: stored, next_attempt_ms: delayMs });
     t.event("saga.step.retrying", row.name, { attempt: claim.attempt, delayMs, error: stored });
-    if (delayMs > 0) {
-      t.setInstance({ next_attempt_ms: delayMs });
-      t.job({ id: t.saga.id }, delayMs);
-    }
+    if (delayMs > 0) t.setInstance({ next_attempt_ms: delayMs });
+    retryJob(t, def, claim.step, delayMs);
     return true;
   }
   t.patchStep({ ...base, status: "failed", error: stored, finished: true });
   t.event("saga.step.failed", row.name, { attempt: claim.attempt, error: stored });
+  if (isBranch(def, claim.step)) {
+    // Its siblings still running are aborted and their outcome is unknown; those not started never start.
+    const message = `branch "${row.name}" of its group failed`;
+    if (stopGroup(t, def, { code: "SIBLING_FAILED", message }, claim.index) !== undefined)
+      t.notifyControl({ abort: "sibling" });
+  }
   beginCompensation(t, def, "failure", { ...stored, step: row.name });
   return true;
 }
@@ -284,30 +302,8 @@ export function interrupt(
   if (TERMINAL_STATES.has(saga.state)) return "terminal";
   if (saga.state !== "running") return "already";
   const code = cause === "cancel" ? "CANCELLED" : "SAGA_TIMEOUT";
-  const row = t.step(saga.current_step);
-  if (row?.status === "running") {
-    const transactional = def.steps[row.index]?.transactional === true;
-    const outcome = transactional ? "failed" : "unknown";
-    t.patchStep({
-      index: row.index,
-      name: row.name,
-      status: "failed",
-      // The handler may still be running: its worker keeps the lease until the attempt ends (releaseInterrupted),
-      // and the step's compensation waits for that. A transactional attempt has no effect until it commits.
-      ...(transactional
-        ? { lease_owner: null }
-        : { lease_owner: row.lease_owner, lease_ms: INTERRUPTED_LEASE_MS }),
-      finished: true,
-      error: { code, message: reason, type: "SagaError", retryable: false, outcome },
-    });
-    t.event("saga.step.failed", row.name, {
-      attempt: row.attempt,
-      error: { code, message: reason, outcome },
-    });
-    t.notifyControl({ abort: cause, step: row.index });
-  } else if (row?.status === "pending" && row.attempt > 0) {
-    t.patchStep({ index: row.index, name: row.name, status: "failed", finished: true });
-  }
+  const step = stopGroup(t, def, { code, message: reason });
+  if (step !== undefined) t.notifyControl({ abort: cause, step });
   // Audit: who cancelled travels in the error's details, into compensation.started and saga.cancelled.
   beginCompensation(t, def, cause, {
     code,

@@ -14,6 +14,9 @@ export async function registerDefinitions(db: Executor, sagas: readonly AnySaga[
       name: s.name,
       transactional: s.transactional,
       compensates: s.compensate !== undefined,
+      group: s.group,
+      ...(s.kind === "step" ? {} : { kind: s.kind }),
+      ...(s.when === undefined ? {} : { conditional: true }),
     }));
     const { name, version, fingerprint } = def;
     if (

@@ -17,8 +17,10 @@ export function resume(t: Transition, who: ResumeOptions): boolean {
     ...(who.reason === undefined ? {} : { reason: who.reason }),
   };
   if (saga.state === "failed") {
-    const row = t.step(saga.current_step);
-    if (row) {
+    // The failed step, or the failed branches of the current group (a sibling aborted by a branch's failure
+    // included): each resumes with a fresh budget; a branch that never started starts then.
+    const rows = saga.steps.filter((r) => r.index >= saga.current_step && r.status === "failed");
+    for (const row of rows) {
       t.patchStep({
         index: row.index,
         name: row.name,
@@ -29,8 +31,10 @@ export function resume(t: Transition, who: ResumeOptions): boolean {
         finished: false,
       });
     }
+    const row = rows[0];
     t.setState("running", { error: null, compensation_cause: null, finished: false });
-    t.event("saga.step.retrying", row?.name, { ...note, attempt: row?.attempt ?? 0, delayMs: 0 });
+    if (rows.length === 0) t.event("saga.step.retrying", undefined, { ...note, attempt: 0, delayMs: 0 });
+    for (const r of rows) t.event("saga.step.retrying", r.name, { ...note, attempt: r.attempt, delayMs: 0 });
     // No step row: it failed before its first step (invalid input from SQL): validate again.
     t.job(row ? { id: saga.id } : { id: saga.id, validate: true });
     return true;

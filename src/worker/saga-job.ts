@@ -13,9 +13,13 @@ import { resume } from "./resume.js";
 import type { WorkerEnv } from "./worker-env.js";
 import { endInterrupted, fenceHolds, interrupt, planNext } from "./decide.js";
 import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
+import type { Transition } from "./transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
 import { runTransactional } from "./transactional-step.js";
 import { validateInput } from "./validate-input.js";
+import { type GroupOutputs, isGraph, onlyFor } from "./groups.js";
+import { loadStepInput, outputsToFinish, outputsToJoin } from "./group-data.js";
+import { readSaga } from "../sql/lock-instance.js";
 
 /** How long a saga job keeps trying through database errors before it hands the job back to graphile-worker. */
 const JOB_RETRY_FAILURES = 30;
@@ -87,14 +91,18 @@ async function runSagaJobOnce(
     await performRetry(env, id, jobId);
     return;
   }
-  let claim = await transition(
+  // A saga with groups: a job may be the one to join a group whose branches are all done (see groups.ts).
+  const branch = isGraph(def) && payload.step !== undefined;
+  const known = isGraph(def) && !branch ? await readSaga(env.db, id) : null;
+  const outputs = known ? await outputsToJoin(env.db, env.codec, def, known) : undefined;
+  let claim = await commitFor(branch)(
     env,
     id,
     (t) => {
       if (payload.validate && !validateInput(t, def)) return null;
-      return planNext(t, def, env, payload.step);
+      return planNext(t, def, env, payload.step, outputs);
     },
-    undefined,
+    known ?? undefined,
     jobId,
   );
   while (claim) claim = await runClaim(env, def, id, claim, jobId);
@@ -112,7 +120,10 @@ async function performRetry(env: WorkerEnv, id: string, jobId: string | undefine
     async (t, db) => {
       const request = await takeRetryRequest(db, id);
       if (!request) return null;
-      const who = { by: request.requested_by, ...(request.reason === null ? {} : { reason: request.reason }) };
+      const who = {
+        by: request.requested_by,
+        ...(request.reason === null ? {} : { reason: request.reason }),
+      };
       if (request.seq !== t.saga.seq || !resume(t, who))
         env.logger.info("retry request dropped: the saga moved on since it was asked for", {
           sagaId: id,
@@ -147,10 +158,12 @@ async function runClaim(
     const data =
       claim.kind === "execute"
         ? claim.data
-        : decodeValue(
-            env.codec,
-            await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
-          );
+        : claim.outcome !== "succeeded" && isGraph(def)
+          ? await loadStepInput(env.db, env.codec, def, id, claim.step)
+          : decodeValue(
+              env.codec,
+              await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
+            );
     const ctx = context(def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);
@@ -179,27 +192,38 @@ async function runClaim(
       logger.warn("step attempt failed", { error: toStoredError(outcome.error, true) });
     let applied = true;
     const requested = cancelAbort(outcome) ? await readCancelRequest(env.db, id) : null;
-    const next = await transition(
-      env,
-      id,
-      (t) => {
-        // A cancel asked for while the step ran (the handler was aborted for it): performed here.
-        if (requested !== null && fenceHolds(t, claim, env.workerId)) interrupt(t, def, "cancel", requested);
-        else applied = record(t, def, env, claim, outcome, durationMs);
-        // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
-        if (!applied || requested !== null) endInterrupted(t, env, claim);
-        return env.stopping
-          ? handOver(t)
-          : planNext(
-              t,
-              def,
-              env,
-              claim.kind === "compensate" && def.compensation.concurrent ? claim.index : undefined,
-            );
-      },
-      claim.next,
-      jobId,
-    );
+    const recordIt = (t: Transition) => {
+      // A cancel asked for while the step ran (the handler was aborted for it): performed here.
+      if (requested !== null && fenceHolds(t, claim, env.workerId)) interrupt(t, def, "cancel", requested);
+      else applied = record(t, def, env, claim, outcome, durationMs);
+      // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
+      if (!applied || requested !== null) endInterrupted(t, env, claim);
+    };
+    const plan = (t: Transition, outputs?: GroupOutputs) =>
+      env.stopping ? handOver(t) : planNext(t, def, env, onlyFor(def, claim), outputs);
+    // A branch records under the row lock; the one that finishes its group reads the outputs to join it there.
+    const next =
+      onlyFor(def, claim) !== undefined && isGraph(def)
+        ? await lockedTransition(
+            env,
+            id,
+            async (t, db) => {
+              recordIt(t);
+              const join = applied && requested === null;
+              return plan(t, join ? await outputsToFinish(db, env.codec, def, t, claim, outcome) : undefined);
+            },
+            jobId,
+          )
+        : await transition(
+            env,
+            id,
+            (t) => {
+              recordIt(t);
+              return plan(t);
+            },
+            claim.next,
+            jobId,
+          );
     if (!applied) {
       env.onDiscarded(claim);
       logger.warn("late or duplicate result discarded: the attempt no longer owns the step", {
@@ -210,4 +234,13 @@ async function runClaim(
   } finally {
     untrack();
   }
+}
+
+/**
+ * The branches of a group (and its concurrent compensations) commit on the same instance row at once: they
+ * queue on its row lock, instead of each retrying an optimistic commit every time another branch came first.
+ */
+function commitFor(contended: boolean): typeof transition {
+  if (!contended) return transition;
+  return (env, id, decide, _known, jobId) => lockedTransition(env, id, async (t) => decide(t), jobId);
 }

@@ -4,7 +4,16 @@ import { sagaKey } from "../../definition.js";
 import { toMs } from "../../duration.js";
 import { SAGA_STATES } from "../../model.js";
 import { CliError, type Cli } from "../context.js";
-import { between, brief, formatDuration, formatError, formatTime, paintState, table } from "../format.js";
+import {
+  type Colours,
+  between,
+  brief,
+  formatDuration,
+  formatError,
+  formatTime,
+  paintState,
+  table,
+} from "../format.js";
 
 const STATES: readonly SagaState[] = SAGA_STATES;
 
@@ -116,7 +125,7 @@ export async function showCommand(cli: Cli, id: string): Promise<void> {
   if (!saga) throw new CliError("SAGA_NOT_FOUND", `no saga with id ${id}`);
   // engine.get() without the definition lists only the steps that ran; the registered definition names the rest.
   const [definition, events] = await Promise.all([
-    engine.pool.query<{ steps: { name: string }[] }>(
+    engine.pool.query<{ steps: { name: string; group?: number }[] }>(
       "select steps from saga.definitions where name = $1 and version = $2",
       [saga.name, saga.version],
     ),
@@ -131,7 +140,7 @@ export async function showCommand(cli: Cli, id: string): Promise<void> {
   );
 }
 
-function withUnreachedSteps(saga: SagaInstance, defined: { name: string }[]): SagaStepView[] {
+function withUnreachedSteps(saga: SagaInstance, defined: { name: string; group?: number }[]): SagaStepView[] {
   const steps = [...saga.steps];
   const ended = saga.finishedAt !== null;
   defined.forEach((d, index) => {
@@ -139,6 +148,7 @@ function withUnreachedSteps(saga: SagaInstance, defined: { name: string }[]): Sa
     steps.push({
       name: d.name,
       index,
+      group: d.group ?? index,
       status: ended ? "skipped" : "pending",
       attempt: 0,
       compensationAttempt: 0,
@@ -173,6 +183,8 @@ function renderTimeline(cli: Cli, saga: SagaInstance, steps: SagaStepView[], eve
   if (saga.deadline) lines.push(`  deadline: ${formatTime(saga.deadline)}`);
   if (saga.parentId) lines.push(`  parent: ${saga.parentId}`);
   if (Object.keys(saga.metadata ?? {}).length > 0) lines.push(`  metadata: ${brief(saga.metadata, 120)}`);
+  if (steps.some((s, i) => steps.findIndex((o) => o.group === s.group) !== i))
+    lines.push("", c.bold("graph"), ...drawGraph(c, steps));
   lines.push("", c.bold("steps"));
   lines.push(
     table(
@@ -212,4 +224,36 @@ function renderTimeline(cli: Cli, saga: SagaInstance, steps: SagaStepView[], eve
     ),
   );
   return lines.join("\n");
+}
+
+/**
+ * The saga's groups as text, in order: a plain step on its line, the branches of a parallel group indented
+ * under it.
+ *
+ * @example
+ *   reserve  succeeded
+ *   parallel (2 branches)
+ *   ├─ flight  succeeded
+ *   └─ hotel   running
+ *   confirm  pending
+ */
+export function drawGraph(c: Colours, steps: readonly SagaStepView[]): string[] {
+  const groups = new Map<number, SagaStepView[]>();
+  for (const s of steps) groups.set(s.group, [...(groups.get(s.group) ?? []), s]);
+  const width = Math.max(...steps.map((s) => s.name.length));
+  const lines: string[] = [];
+  for (const group of [...groups.keys()].sort((a, b) => a - b).map((g) => groups.get(g) ?? [])) {
+    if (group.length === 1) {
+      const [s] = group;
+      if (s) lines.push(`  ${s.name.padEnd(width + 3)}  ${paintState(c, s.status)}`);
+      continue;
+    }
+    lines.push(`  parallel (${group.length} branches)`);
+    group.forEach((s, i) =>
+      lines.push(
+        `  ${i === group.length - 1 ? "└─" : "├─"} ${s.name.padEnd(width)}  ${paintState(c, s.status)}`,
+      ),
+    );
+  }
+  return lines;
 }

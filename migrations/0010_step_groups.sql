@@ -1,0 +1,1 @@
+ALTER TABLE "saga"."steps" ADD COLUMN "group" integer;
