@@ -111,6 +111,7 @@ declare
   v_name text;
   v_version int;
   v_tenant text;
+  v_parent uuid;
   s jsonb;
   j jsonb;
 begin
@@ -127,9 +128,14 @@ begin
     finished_at = case when p_instance ? 'finished' then (case when (p_instance->>'finished')::boolean then now() end) else i.finished_at end,
     updated_at = now()
   where i.id = p_id
-  returning i.name, i.version, i.tenant into v_name, v_version, v_tenant;
+  returning i.name, i.version, i.tenant, case when i.parent_step is not null then i.parent_id end
+    into v_name, v_version, v_tenant, v_parent;
   if not found then
     raise exception 'saga % not found', p_id using errcode = 'SG404';
+  end if;
+  -- A child saga that ends wakes the parent step waiting for it, in this commit (sql/children.sql).
+  if v_parent is not null and (p_instance->>'finished')::boolean then
+    perform saga._wake_parent(v_parent);
   end if;
 
   for s in select * from jsonb_array_elements(coalesce(p_steps, '[]'::jsonb)) loop
@@ -184,6 +190,8 @@ begin
       -- own completion afterwards deletes nothing (a commit without WAL), and a crash between the two leaves
       -- no job to run again.
       delete from graphile_worker._private_jobs where id = (j->>'done')::bigint;
+    elsif j ? 'child' then
+      perform saga._child_job(p_id, j->'child');
     else
       perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
         run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
@@ -212,7 +220,12 @@ begin
           'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
           'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
           'error', s.error) order by s.index)
-        from saga.steps s where s.saga_id = i.id), '[]'::json))
+        from saga.steps s where s.saga_id = i.id), '[]'::json),
+      -- The children of .child() steps (instances_parent_id_parent_step_key); a result only while its step waits.
+      'children', (select json_agg(json_build_object('id', c.id, 'step', c.parent_step, 'state', c.state,
+          'error', c.error, 'result', case when c.state = 'completed' and exists (select 1 from saga.steps w
+            where w.saga_id = i.id and w.index = c.parent_step and w.status = 'running') then c.result end))
+        from saga.instances c where c.parent_id = i.id and c.parent_step is not null))
     from saga.instances i where i.id = p_id);
 end $$;
 --> statement-breakpoint

@@ -4,6 +4,7 @@ import { type CompensationStrategy, compensation as compensationStrategies } fro
 import { type Duration, toMs } from "./duration.js";
 import { SagaError, type StoredError } from "./errors.js";
 import type { Executor } from "./executor.js";
+import { type ChildSagaRef, type ChildSpec, type ChildStepOptions, childStepFields } from "./definition-child.js";
 import type { Logger } from "./logger.js";
 import { DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
 
@@ -74,6 +75,13 @@ export interface TransactionalStepOptions<In, Out> extends StepOptionsBase<In, O
 export interface StepDefinition {
   readonly name: string;
   readonly index: number;
+  /** The position of the step's group in the saga (a plain step is a group of one). */
+  readonly group: number;
+  /** `child`: the step starts a child saga and waits for it (definition-child.ts). */
+  readonly kind: "step" | "child";
+  readonly when?: ((data: unknown) => boolean) | undefined;
+  /** For a `child` step: the saga it starts. */
+  readonly child?: ChildSpec;
   readonly transactional: boolean;
   readonly execute: (data: unknown, ctx: TransactionalStepContext) => Awaitable<unknown>;
   readonly compensate: ((data: unknown, ctx: CompensateContext<unknown>) => unknown) | undefined;
@@ -153,19 +161,7 @@ export class SagaDefinition<Input, Data, Start = Input> {
     name: string,
     options: StepOptions<Data, Out> | TransactionalStepOptions<Data, Out>,
   ): SagaDefinition<Input, NextData<Data, Out>, Start> {
-    const where = `saga "${this.name}" step "${name}"`;
-    if (typeof name !== "string" || !NAME.test(name)) {
-      throw new SagaError(
-        "INVALID_DEFINITION",
-        `${where}: a step name is 1-100 letters, digits, ".", "_", ":" or "-"`,
-      );
-    }
-    if (this.steps.some((s) => s.name === name)) {
-      throw new SagaError(
-        "INVALID_DEFINITION",
-        `${where}: duplicate step name; each step of a saga needs its own name`,
-      );
-    }
+    const where = this.checkStepName(name);
     if (typeof options?.execute !== "function")
       throw new SagaError("INVALID_DEFINITION", `${where}: execute must be a function`);
     if (options.compensate !== undefined && typeof options.compensate !== "function") {
@@ -182,6 +178,8 @@ export class SagaDefinition<Input, Data, Start = Input> {
     const step: StepDefinition = Object.freeze({
       name,
       index: this.steps.length,
+      group: this.nextGroup,
+      kind: "step",
       transactional: options.transactional === true,
       execute: options.execute as StepDefinition["execute"],
       compensate: options.compensate as StepDefinition["compensate"],
@@ -194,9 +192,62 @@ export class SagaDefinition<Input, Data, Start = Input> {
     return new SagaDefinition<Input, NextData<Data, Out>, Start>(this.config, [...this.steps, step]);
   }
 
+  /**
+   * Appends a step that starts `options.saga` as a child of this saga and waits for it without holding a
+   * worker: the step's output is the child's result; a child that does not complete fails the step.
+   *
+   * @example
+   * const trip = defineSaga({ name: "trip", input: z.object({ city: z.string() }) })
+   *   .child("book-hotel", { saga: hotelSaga, input: (d) => ({ city: d.city, nights: 2 }) });
+   */
+  child<C extends ChildSagaRef>(
+    name: string,
+    options: ChildStepOptions<Data, C>,
+  ): SagaDefinition<Input, C["$result"], Start> {
+    const where = this.checkStepName(name);
+    const fields = childStepFields(where, options as unknown as ChildStepOptions<unknown, ChildSagaRef>);
+    const step: StepDefinition = Object.freeze({
+      name,
+      index: this.steps.length,
+      group: this.nextGroup,
+      ...fields,
+      retry: this.retry,
+      compensateRetry: DEFAULT_COMPENSATION_RETRY,
+      // A child step's failure is its child's end: trying again would find the same child.
+      retryable: () => false,
+    });
+    return new SagaDefinition<Input, C["$result"], Start>(this.config, [...this.steps, step]);
+  }
+
+  private get nextGroup(): number {
+    return (this.steps[this.steps.length - 1]?.group ?? -1) + 1;
+  }
+
+  /** A valid step name not yet taken in this saga; returns how errors name the step. */
+  private checkStepName(name: string): string {
+    const where = `saga "${this.name}" step "${name}"`;
+    if (typeof name !== "string" || !NAME.test(name)) {
+      throw new SagaError(
+        "INVALID_DEFINITION",
+        `${where}: a step name is 1-100 letters, digits, ".", "_", ":" or "-"`,
+      );
+    }
+    if (this.steps.some((s) => s.name === name)) {
+      throw new SagaError(
+        "INVALID_DEFINITION",
+        `${where}: duplicate step name; each step of a saga needs its own name`,
+      );
+    }
+    return where;
+  }
+
   /** Identifies the step list: a worker refuses a definition whose steps changed under the same version. */
   get fingerprint(): string {
-    const shape = this.steps.map((s) => [s.name, s.transactional, s.compensate !== undefined]);
+    const shape = this.steps.map((s) =>
+      s.kind === "child"
+        ? [s.name, s.group, s.kind, s.child?.saga.key]
+        : [s.name, s.transactional, s.compensate !== undefined, ...(s.group === s.index ? [] : [s.group])],
+    );
     return createHash("sha256")
       .update(JSON.stringify([this.name, this.version, shape]))
       .digest("hex")

@@ -21,6 +21,7 @@ import { cancelBySql, mayWriteSagas, retryBySql } from "./sql/operator-calls.js"
 import { interrupt } from "./worker/decide.js";
 import { resume } from "./worker/resume.js";
 import { startWorker } from "./worker/run-worker.js";
+import { assertChildrenRegistered } from "./worker/children.js";
 import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
 import { type RunningBridges, startBridges } from "./bridges/outbound.js";
@@ -63,6 +64,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function createSagaEngine(options: EngineOptions): SagaEngine {
   const config = resolveEngineOptions(options);
   for (const saga of config.sagas) assertRunnable(saga);
+  assertChildrenRegistered(config.sagas);
   const byKey = new Map<string, AnySaga>();
   const latest = new Map<string, AnySaga>();
   for (const saga of config.sagas) {
@@ -195,6 +197,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
             decodeRow(codec, row),
             row.steps.map((s) => decodeStep(codec, s)),
             definitionOf(row.name, row.version),
+            row.children,
           )
         : null;
     },
@@ -204,7 +207,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const filter = resolveListOptions(listOptions, decodeCursor);
       const rows = await listSagas(pool, filter);
       const items = rows.map((r) => {
-        const { steps: _steps, ...rest } = toInstance(decodeRow(codec, r), [], undefined);
+        const { steps: _steps, children: _children, ...rest } = toInstance(decodeRow(codec, r), [], undefined);
         return rest;
       });
       const last = rows[rows.length - 1];

@@ -16,6 +16,19 @@ export interface LockedSaga {
   seq: number;
   error: Record<string, unknown> | null;
   steps: StepRow[];
+  /** The children of `.child()` steps; null when none (src/worker/children.ts). */
+  children?: ChildRow[] | null;
+}
+
+/** A child saga as its parent's transitions see it. */
+export interface ChildRow {
+  id: string;
+  /** The parent step's index. */
+  step: number;
+  state: SagaState;
+  error: Record<string, unknown> | null;
+  /** Only while the parent step waits for it (and the child completed). */
+  result: unknown;
 }
 
 /** Every saga state, in the order a saga can reach them: the one list the CLI, list() and the views share. */

@@ -6,13 +6,14 @@ import type { CompletedStep } from "../compensation.js";
 import type { AnySaga } from "../definition.js";
 import type { StoredError } from "../errors.js";
 import type { CompensationCause, StepRow } from "../sql/lock-instance.js";
+import { compensateChild } from "./children.js";
 import type { Claim, DecideEnv } from "./decide.js";
 import type { Transition } from "./transition.js";
 
 export const isUnknown = (row: StepRow) => row.error?.outcome === "unknown";
 
 /** Steps whose effect must be undone: succeeded, or possibly succeeded, and with a compensate handler. */
-function compensable(t: Transition, def: AnySaga): StepRow[] {
+export function compensable(t: Transition, def: AnySaga): StepRow[] {
   return t.saga.steps.filter((row) => {
     if (!def.steps[row.index]?.compensate) return false;
     switch (row.status) {
@@ -64,16 +65,24 @@ export function planCompensation(t: Transition, def: AnySaga, env: DecideEnv, on
       return null;
     }
     const row = pending.find((r) => r.index === only);
-    return row?.due ? claimCompensation(t, def, env, row) : null;
+    return row?.due ? claimCompensation(t, def, env, row, only) : null;
   }
   if (inFlight.length > 0 || (exhausted.length > 0 && !strategy.continueOnFailure)) return null;
   const next = pending[0];
   return next?.due ? claimCompensation(t, def, env, next) : null;
 }
 
-function claimCompensation(t: Transition, def: AnySaga, env: DecideEnv, row: StepRow): Claim | null {
+function claimCompensation(
+  t: Transition,
+  def: AnySaga,
+  env: DecideEnv,
+  row: StepRow,
+  only?: number,
+): Claim | null {
   const step = def.steps[row.index];
   if (!step) return null;
+  // A child step is undone by its child saga (children.ts); the compensation goes on once it has.
+  if (step.kind === "child") return compensateChild(t, row, () => planCompensation(t, def, env, only));
   const attempt = row.compensation_attempt + 1;
   const outcome = isUnknown(row) ? "unknown" : "succeeded";
   t.patchStep({

@@ -6,6 +6,7 @@ import type { AnySaga, StepDefinition } from "../definition.js";
 import { BusinessError, RetryableError, type StoredError, toStoredError } from "../errors.js";
 import { delayFor } from "../retry.js";
 import { type StepRow, TERMINAL_STATES } from "../sql/lock-instance.js";
+import { advanceChild, cancelChildren } from "./children.js";
 import { beginCompensation, planCompensation } from "./compensation-plan.js";
 import type { Transition } from "./transition.js";
 
@@ -55,6 +56,7 @@ export function planNext(t: Transition, def: AnySaga, env: DecideEnv, only?: num
   if (saga.state === "running") {
     const step = def.steps[saga.current_step];
     if (!step) return null;
+    if (step.kind === "child") return advanceChild(t, def, env, step, { recordSuccess, recordFailure, planNext });
     const row = t.step(step.index);
     if (row && (row.status !== "pending" || !row.due)) return null;
     const attempt = (row?.attempt ?? 0) + 1;
@@ -329,6 +331,7 @@ export function interrupt(
       error: { code, message: reason, outcome },
     });
     t.notifyControl({ abort: cause, step: row.index });
+    cancelChildren(t, def, row.index, reason);
   } else if (row?.status === "pending" && row.attempt > 0) {
     t.patchStep({ index: row.index, name: row.name, status: "failed", finished: true });
   }

@@ -21,6 +21,8 @@ import {
   recordSuccess,
 } from "./decide.js";
 import type { Transition } from "./transition.js";
+import { compensateCompleted } from "./children.js";
+import { beginCompensation, compensable } from "./compensation-plan.js";
 import { type Held, lockedTransition, transition } from "./transitions.js";
 import type { StepObserver } from "../observability/step-observer.js";
 
@@ -33,6 +35,8 @@ export interface SagaJobPayload {
   cancel?: string;
   /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
   by?: string;
+  /** A completed child saga whose parent compensates: why (children.ts). */
+  compensate?: string;
 }
 
 /** What the step loop needs from the worker that runs it. */
@@ -128,7 +132,15 @@ async function runSagaJobOnce(
     env,
     id,
     (t) => {
-      if (payload.validate && !validateInput(t, def)) return null;
+      if (payload.compensate !== undefined)
+        compensateCompleted(
+          t,
+          def,
+          payload.compensate,
+          (error) => beginCompensation(t, def, "failure", error),
+          () => compensable(t, def).length,
+        );
+      else if (payload.validate && !validateInput(t, def)) return null;
       return planNext(t, def, env, payload.step);
     },
     undefined,

@@ -9,7 +9,7 @@ import {
   commitTransition,
 } from "../sql/apply-transition.js";
 import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-instance.js";
-import { type PayloadCodec, decodeError, decodeValue, plainCodec } from "../codec/codec.js";
+import { type PayloadCodec, decodeError, decodeValue, encodeValue, plainCodec } from "../codec/codec.js";
 import { encodeWrites } from "../codec/encode-writes.js";
 
 /**
@@ -37,6 +37,10 @@ export class Transition {
     saga.data = decodeValue(codec, saga.data);
     saga.error = decodeError(codec, saga.error);
     for (const step of saga.steps) step.error = decodeError(codec, step.error);
+    for (const child of saga.children ?? []) {
+      child.result = decodeValue(codec, child.result);
+      child.error = decodeError(codec, child.error);
+    }
   }
 
   get empty(): boolean {
@@ -113,6 +117,11 @@ export class Transition {
 
   job(payload: Record<string, unknown>, delayMs = 0): void {
     this.jobs.push(delayMs > 0 ? { payload, delay_ms: delayMs } : { payload });
+  }
+
+  /** A write on this saga's children (start, cancel, compensate: src/worker/children.ts); an input is encoded. */
+  childJob(spec: Record<string, unknown>): void {
+    this.jobs.push({ child: "input" in spec ? { ...spec, input: encodeValue(this.codec, spec.input) } : spec });
   }
 
   /**

@@ -1,0 +1,87 @@
+/**
+ * Child steps: `.child(name, { saga, input })` starts another saga and parks the parent until it ends (see
+ * src/worker/children.ts). Kept apart from definition.ts; the types a child step needs of a saga are structural,
+ * so this module does not import the class that uses it.
+ */
+import type { z } from "zod";
+import { type Duration, toMs } from "./duration.js";
+import { SagaError } from "./errors.js";
+
+/** What `.child()` needs of a saga definition: any `defineSaga(...)` result. */
+export interface ChildSagaRef {
+  readonly name: string;
+  readonly version: number;
+  /** Type-only: what the child's start accepts. */
+  readonly $start: unknown;
+  /** Type-only: the child's result, the parent step's output. */
+  readonly $result: unknown;
+}
+
+/** The options of a `.child()` step. */
+export interface ChildStepOptions<In, C extends ChildSagaRef> {
+  /** The child saga; it must be one of the engine's sagas too (`createSagaEngine({ sagas })`). */
+  saga: C;
+  /** The child's input, from this step's data; checked against the child's schema before the child starts. */
+  input: (data: In) => C["$start"];
+  /** A deadline for the child (it ends `timed_out` and the step fails); default: the child saga's own timeout. */
+  timeout?: Duration;
+  /** Run the step only when this returns true; false skips it (its data passes on). */
+  when?: (data: In) => boolean;
+  description?: string;
+}
+
+/** @internal the child saga as the worker starts it. */
+export interface ChildSpec {
+  readonly saga: {
+    readonly name: string;
+    readonly version: number;
+    readonly key: string;
+    readonly fingerprint: string;
+    readonly inputSchema: z.ZodType;
+    readonly timeoutMs: number | undefined;
+  };
+  readonly input: (data: unknown) => unknown;
+  /** The child's deadline: the step's timeout, else the child saga's timeout. */
+  readonly timeoutMs: number | undefined;
+}
+
+/** A child step never runs a handler of its own: the worker starts the child instead (children.ts). */
+const noHandler = () => {
+  throw new SagaError("INVALID_STATE", "a child step has no handler: its child saga does the work");
+};
+
+/** @internal the fields of a child step, checked; `where` names the step in errors. */
+export function childStepFields(where: string, options: ChildStepOptions<unknown, ChildSagaRef>) {
+  const saga = options?.saga as unknown as ChildSpec["saga"] | undefined;
+  if (
+    typeof saga !== "object" ||
+    saga === null ||
+    typeof saga.key !== "string" ||
+    typeof (saga as { steps?: unknown }).steps !== "object"
+  )
+    throw new SagaError("INVALID_DEFINITION", `${where}: saga must be a saga from defineSaga()`);
+  if ((saga as unknown as { steps: unknown[] }).steps.length === 0)
+    throw new SagaError("INVALID_DEFINITION", `${where}: child saga "${saga.name}" has no steps`);
+  if (typeof options.input !== "function")
+    throw new SagaError("INVALID_DEFINITION", `${where}: input must be a function (data) => child input`);
+  if (options.when !== undefined && typeof options.when !== "function")
+    throw new SagaError("INVALID_DEFINITION", `${where}: when must be a function`);
+  const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, `${where} timeout`);
+  const child: ChildSpec = Object.freeze({
+    saga,
+    input: options.input,
+    timeoutMs: timeoutMs ?? saga.timeoutMs,
+  });
+  return {
+    kind: "child" as const,
+    child,
+    transactional: false,
+    execute: noHandler,
+    // Present so the step is compensable like any other: its compensation is the child's (children.ts).
+    compensate: noHandler,
+    // The step's timeout bounds the child (its deadline), not a handler.
+    timeoutMs: undefined,
+    when: options.when as ((data: unknown) => boolean) | undefined,
+    description: options.description,
+  };
+}
