@@ -6,6 +6,9 @@
 import type { z } from "zod";
 import { type Duration, toMs } from "./duration.js";
 import { SagaError } from "./errors.js";
+import { DEFAULT_COMPENSATION_RETRY } from "./retry.js";
+import { NAME, type StepPlace } from "./definition-steps.js";
+import type { StepDefinition } from "./definition.js";
 
 /** What `.child()` needs of a saga definition: any `defineSaga(...)` result. */
 export interface ChildSagaRef {
@@ -50,8 +53,23 @@ const noHandler = () => {
   throw new SagaError("INVALID_STATE", "a child step has no handler: its child saga does the work");
 };
 
-/** @internal the fields of a child step, checked; `where` names the step in errors. */
-export function childStepFields(where: string, options: ChildStepOptions<unknown, ChildSagaRef>) {
+/** @internal checks a `.child()` step's options and freezes it into the definition the engine runs. */
+export function childStep(
+  name: string,
+  options: ChildStepOptions<unknown, ChildSagaRef>,
+  place: StepPlace,
+): StepDefinition {
+  const where = `saga "${place.saga}" step "${name}"`;
+  if (typeof name !== "string" || !NAME.test(name))
+    throw new SagaError(
+      "INVALID_DEFINITION",
+      `${where}: a step name is 1-100 letters, digits, ".", "_", ":" or "-"`,
+    );
+  if (place.taken.has(name))
+    throw new SagaError(
+      "INVALID_DEFINITION",
+      `${where}: duplicate step name; each step of a saga needs its own name`,
+    );
   const saga = options?.saga as unknown as ChildSpec["saga"] | undefined;
   if (
     typeof saga !== "object" ||
@@ -72,16 +90,23 @@ export function childStepFields(where: string, options: ChildStepOptions<unknown
     input: options.input,
     timeoutMs: timeoutMs ?? saga.timeoutMs,
   });
-  return {
-    kind: "child" as const,
+  return Object.freeze({
+    name,
+    index: place.index,
+    group: place.group,
+    kind: "child",
     child,
     transactional: false,
     execute: noHandler,
     // Present so the step is compensable like any other: its compensation is the child's (children.ts).
     compensate: noHandler,
+    when: options.when as ((data: unknown) => boolean) | undefined,
     // The step's timeout bounds the child (its deadline), not a handler.
     timeoutMs: undefined,
-    when: options.when as ((data: unknown) => boolean) | undefined,
+    retry: place.retry,
+    compensateRetry: DEFAULT_COMPENSATION_RETRY,
+    // A child step's failure is its child's end: trying again would find the same child.
+    retryable: () => false,
     description: options.description,
-  };
+  });
 }

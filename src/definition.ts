@@ -4,9 +4,21 @@ import { type CompensationStrategy, compensation as compensationStrategies } fro
 import { type Duration, toMs } from "./duration.js";
 import { SagaError, type StoredError } from "./errors.js";
 import type { Executor } from "./executor.js";
-import { type ChildSagaRef, type ChildSpec, type ChildStepOptions, childStepFields } from "./definition-child.js";
 import type { Logger } from "./logger.js";
-import { DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
+import { DEFAULT_STEP_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
+import {
+  type BranchOptions,
+  type GroupData,
+  NAME,
+  buildGroup,
+  buildStep,
+  groupSteps,
+  stepShape,
+} from "./definition-steps.js";
+
+import { type ChildSagaRef, type ChildSpec, type ChildStepOptions, childStep } from "./definition-child.js";
+
+export type { BranchOptions, BranchOutput, GroupData } from "./definition-steps.js";
 
 /** What every step handler receives besides its data. */
 export interface StepContext {
@@ -56,6 +68,8 @@ interface StepOptionsBase<In, Out> {
   compensateRetry?: RetryPolicy;
   /** Decides for errors that are neither `BusinessError` nor `RetryableError`; default: retryable. */
   retryable?: (error: unknown) => boolean;
+  /** Runs the step only when this returns true; otherwise it is `skipped`, passes its input on, is never compensated. */
+  when?: (data: In) => boolean;
   description?: string;
 }
 
@@ -74,13 +88,13 @@ export interface TransactionalStepOptions<In, Out> extends StepOptionsBase<In, O
 /** @internal a step as the engine runs it. */
 export interface StepDefinition {
   readonly name: string;
+  /** The flat position in the saga: the step row's key. */
   readonly index: number;
-  /** The position of the step's group in the saga (a plain step is a group of one). */
+  /** The position of its group: a plain step is a group of one; the branches of a `.parallel()` share one. */
   readonly group: number;
-  /** `child`: the step starts a child saga and waits for it (definition-child.ts). */
   readonly kind: "step" | "child";
-  readonly when?: ((data: unknown) => boolean) | undefined;
-  /** For a `child` step: the saga it starts. */
+  readonly when: ((data: unknown) => boolean) | undefined;
+  /** For a `child` step: the saga it starts (definition-child.ts). */
   readonly child?: ChildSpec;
   readonly transactional: boolean;
   readonly execute: (data: unknown, ctx: TransactionalStepContext) => Awaitable<unknown>;
@@ -108,7 +122,6 @@ export interface SagaConfig<S extends z.ZodType> {
   description?: string;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
 /** Versions are stored as a PostgreSQL int. */
 const MAX_VERSION = 2_147_483_647;
 
@@ -121,6 +134,8 @@ const MAX_VERSION = 2_147_483_647;
  */
 export class SagaDefinition<Input, Data, Start = Input> {
   /** @internal */ readonly steps: readonly StepDefinition[];
+  /** @internal the steps by group: a plain step is a group of one. */
+  readonly groups: readonly (readonly StepDefinition[])[];
   readonly name: string;
   readonly version: number;
   /** @internal */ readonly inputSchema: z.ZodType;
@@ -146,6 +161,7 @@ export class SagaDefinition<Input, Data, Start = Input> {
     this.compensation = config.compensation ?? compensationStrategies.sequential();
     this.description = config.description;
     this.steps = Object.freeze([...steps]);
+    this.groups = groupSteps(this.steps);
     this.config = config;
   }
 
@@ -154,42 +170,40 @@ export class SagaDefinition<Input, Data, Start = Input> {
   /** Appends a step; its `execute` receives the previous step's data. */
   step<Out>(
     name: string,
+    options: TransactionalStepOptions<Data, Out> & { when: (data: Data) => boolean },
+  ): SagaDefinition<Input, NextData<Data, Out> | Data, Start>;
+  step<Out>(
+    name: string,
     options: TransactionalStepOptions<Data, Out>,
   ): SagaDefinition<Input, NextData<Data, Out>, Start>;
+  step<Out>(
+    name: string,
+    options: StepOptions<Data, Out> & { when: (data: Data) => boolean },
+  ): SagaDefinition<Input, NextData<Data, Out> | Data, Start>;
   step<Out>(name: string, options: StepOptions<Data, Out>): SagaDefinition<Input, NextData<Data, Out>, Start>;
   step<Out>(
     name: string,
     options: StepOptions<Data, Out> | TransactionalStepOptions<Data, Out>,
   ): SagaDefinition<Input, NextData<Data, Out>, Start> {
-    const where = this.checkStepName(name);
-    if (typeof options?.execute !== "function")
-      throw new SagaError("INVALID_DEFINITION", `${where}: execute must be a function`);
-    if (options.compensate !== undefined && typeof options.compensate !== "function") {
-      throw new SagaError("INVALID_DEFINITION", `${where}: compensate must be a function`);
-    }
-    for (const key of ["retry", "compensateRetry"] as const) {
-      if (options[key] !== undefined && !isRetryPolicy(options[key])) {
-        throw new SagaError(
-          "INVALID_DEFINITION",
-          `${where}: ${key} must come from retry.exponential/fixed/linear/none`,
-        );
-      }
-    }
-    const step: StepDefinition = Object.freeze({
-      name,
-      index: this.steps.length,
-      group: this.nextGroup,
-      kind: "step",
-      transactional: options.transactional === true,
-      execute: options.execute as StepDefinition["execute"],
-      compensate: options.compensate as StepDefinition["compensate"],
-      timeoutMs: options.timeout === undefined ? undefined : toMs(options.timeout, `${where} timeout`),
-      retry: options.retry ?? this.retry,
-      compensateRetry: options.compensateRetry ?? DEFAULT_COMPENSATION_RETRY,
-      retryable: options.retryable,
-      description: options.description,
-    });
+    const step = buildStep(name, options as StepOptions<unknown, unknown>, this.place());
     return new SagaDefinition<Input, NextData<Data, Out>, Start>(this.config, [...this.steps, step]);
+  }
+
+  /**
+   * Appends a group of branches that run side by side once the previous step is done: each receives the same
+   * data, and the step after the group receives `{ [branch]: output }`. Branch names are step names.
+   *
+   * @example
+   * saga.parallel({
+   *   flight: { execute: async (d) => ({ flightId: "f1" }) },
+   *   hotel: { execute: async (d) => ({ hotelId: "h1" }), when: (d) => d.nights > 0 },
+   * }).step("confirm", { execute: async (d) => ({ flight: d.flight.flightId, hotel: d.hotel?.hotelId }) });
+   */
+  parallel<B extends Record<string, BranchOptions<Data, unknown>>>(
+    branches: B,
+  ): SagaDefinition<Input, GroupData<Data, B>, Start> {
+    const steps = buildGroup(branches as Record<string, BranchOptions<unknown, unknown>>, this.place());
+    return new SagaDefinition<Input, GroupData<Data, B>, Start>(this.config, [...this.steps, ...steps]);
   }
 
   /**
@@ -202,52 +216,39 @@ export class SagaDefinition<Input, Data, Start = Input> {
    */
   child<C extends ChildSagaRef>(
     name: string,
+    options: ChildStepOptions<Data, C> & { when: (data: Data) => boolean },
+  ): SagaDefinition<Input, C["$result"] | Data, Start>;
+  child<C extends ChildSagaRef>(
+    name: string,
+    options: ChildStepOptions<Data, C>,
+  ): SagaDefinition<Input, C["$result"], Start>;
+  child<C extends ChildSagaRef>(
+    name: string,
     options: ChildStepOptions<Data, C>,
   ): SagaDefinition<Input, C["$result"], Start> {
-    const where = this.checkStepName(name);
-    const fields = childStepFields(where, options as unknown as ChildStepOptions<unknown, ChildSagaRef>);
-    const step: StepDefinition = Object.freeze({
+    const step = childStep(
       name,
-      index: this.steps.length,
-      group: this.nextGroup,
-      ...fields,
-      retry: this.retry,
-      compensateRetry: DEFAULT_COMPENSATION_RETRY,
-      // A child step's failure is its child's end: trying again would find the same child.
-      retryable: () => false,
-    });
+      options as unknown as ChildStepOptions<unknown, ChildSagaRef>,
+      this.place("child"),
+    );
     return new SagaDefinition<Input, C["$result"], Start>(this.config, [...this.steps, step]);
   }
 
-  private get nextGroup(): number {
-    return (this.steps[this.steps.length - 1]?.group ?? -1) + 1;
-  }
-
-  /** A valid step name not yet taken in this saga; returns how errors name the step. */
-  private checkStepName(name: string): string {
-    const where = `saga "${this.name}" step "${name}"`;
-    if (typeof name !== "string" || !NAME.test(name)) {
-      throw new SagaError(
-        "INVALID_DEFINITION",
-        `${where}: a step name is 1-100 letters, digits, ".", "_", ":" or "-"`,
-      );
-    }
-    if (this.steps.some((s) => s.name === name)) {
-      throw new SagaError(
-        "INVALID_DEFINITION",
-        `${where}: duplicate step name; each step of a saga needs its own name`,
-      );
-    }
-    return where;
+  /** @internal where the next step or group goes. */
+  place(kind?: StepDefinition["kind"]) {
+    return {
+      saga: this.name,
+      index: this.steps.length,
+      group: this.groups.length,
+      taken: new Set(this.steps.map((s) => s.name)),
+      retry: this.retry,
+      ...(kind === undefined ? {} : { kind }),
+    };
   }
 
   /** Identifies the step list: a worker refuses a definition whose steps changed under the same version. */
   get fingerprint(): string {
-    const shape = this.steps.map((s) =>
-      s.kind === "child"
-        ? [s.name, s.group, s.kind, s.child?.saga.key]
-        : [s.name, s.transactional, s.compensate !== undefined, ...(s.group === s.index ? [] : [s.group])],
-    );
+    const shape = this.steps.map(stepShape);
     return createHash("sha256")
       .update(JSON.stringify([this.name, this.version, shape]))
       .digest("hex")

@@ -5,6 +5,9 @@
 export { defineSaga, SagaDefinition } from "./definition.js";
 export type {
   AnySaga,
+  BranchOptions,
+  BranchOutput,
+  GroupData,
   CompensateContext,
   NextData,
   SagaConfig,

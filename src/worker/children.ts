@@ -17,8 +17,22 @@ import type { Transition } from "./transition.js";
 
 /** What a child step needs of decide.ts. */
 export interface StepRecorder {
-  recordSuccess(t: Transition, def: AnySaga, env: DecideEnv, claim: Claim, output: unknown, ms: number): boolean;
-  recordFailure(t: Transition, def: AnySaga, env: DecideEnv, claim: Claim, err: unknown, kind: FailureKind): boolean;
+  recordSuccess(
+    t: Transition,
+    def: AnySaga,
+    env: DecideEnv,
+    claim: Claim,
+    output: unknown,
+    ms: number,
+  ): boolean;
+  recordFailure(
+    t: Transition,
+    def: AnySaga,
+    env: DecideEnv,
+    claim: Claim,
+    err: unknown,
+    kind: FailureKind,
+  ): boolean;
   planNext(t: Transition, def: AnySaga, env: DecideEnv): Claim | null;
 }
 
@@ -102,14 +116,17 @@ function childInput(step: StepDefinition, data: unknown): unknown {
       `input of child saga "${spec.saga.name}" (step "${step.name}") is invalid: ${issues.join("; ")}`,
       {
         details: {
-          issues: parsed.error.issues.map((i) => ({ path: i.path.map(String), code: i.code, message: i.message })),
+          issues: parsed.error.issues.map((i) => ({
+            path: i.path.map(String),
+            code: i.code,
+            message: i.message,
+          })),
         },
       },
     );
   }
   const json = toJsonb(parsed.data ?? null);
-  if (!json.ok)
-    return new SagaError("INVALID_INPUT", `input of child step "${step.name}" ${json.message}`);
+  if (!json.ok) return new SagaError("INVALID_INPUT", `input of child step "${step.name}" ${json.message}`);
   return json.text === undefined ? null : (JSON.parse(json.text) as unknown);
 }
 
@@ -167,8 +184,16 @@ export function compensateChild(t: Transition, row: StepRow, replan: () => Claim
       fence,
     });
     if (failed)
-      t.event("compensation.step.failed", row.name, { attempt: row.compensation_attempt, error: failed, willRetry: false });
-    else t.event("compensation.step.completed", row.name, { attempt: row.compensation_attempt, child: child?.id });
+      t.event("compensation.step.failed", row.name, {
+        attempt: row.compensation_attempt,
+        error: failed,
+        willRetry: false,
+      });
+    else
+      t.event("compensation.step.completed", row.name, {
+        attempt: row.compensation_attempt,
+        child: child?.id,
+      });
     return replan();
   };
   if (!child) return settle(null);
@@ -188,7 +213,11 @@ export function compensateChild(t: Transition, row: StepRow, replan: () => Claim
         compensation_started: true,
         fence,
       });
-      t.childJob({ op: "compensate", id: child.id, reason: error?.message ?? "the parent saga is compensating" });
+      t.childJob({
+        op: "compensate",
+        id: child.id,
+        reason: error?.message ?? "the parent saga is compensating",
+      });
       return null;
     }
     case "compensation_failed":
@@ -217,10 +246,7 @@ export function compensateCompleted(
   compensable: () => number,
 ): void {
   if (t.saga.state !== "completed") return;
-  const error: StoredError = toStoredError(
-    new SagaError("PARENT_COMPENSATING", reason),
-    false,
-  );
+  const error: StoredError = toStoredError(new SagaError("PARENT_COMPENSATING", reason), false);
   // No longer finished: its compensation runs now.
   t.setInstance({ finished: false });
   if (compensable() === 0 || !def.compensation.shouldCompensate(error)) {
