@@ -207,7 +207,11 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const filter = resolveListOptions(listOptions, decodeCursor);
       const rows = await listSagas(pool, filter);
       const items = rows.map((r) => {
-        const { steps: _steps, children: _children, ...rest } = toInstance(decodeRow(codec, r), [], undefined);
+        const {
+          steps: _steps,
+          children: _children,
+          ...rest
+        } = toInstance(decodeRow(codec, r), [], undefined);
         return rest;
       });
       const last = rows[rows.length - 1];

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
+import { beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import { z } from "zod";
 import { SagaError, createSagaEngine, defineSaga, type SagaEngine } from "../src/index.js";
 import { CHILD_TABLES, childSagas } from "./fixtures/child-sagas.js";
@@ -90,7 +90,11 @@ describe("child sagas", () => {
     expect(done.parentId).toBeNull();
     expect(done.children).toEqual([{ id: mid!.id, name: "child-mid", state: "completed", parentStep: 1 }]);
     expect((await t.engine.get(mid!.id))?.parentId).toBe(id);
-    expect(done.steps.find((s) => s.name === "top-mid")?.output).toMatchObject({ n: 11, leaf: 22, mid: true });
+    expect(done.steps.find((s) => s.name === "top-mid")?.output).toMatchObject({
+      n: 11,
+      leaf: 22,
+      mid: true,
+    });
     const { rows } = await db.pool.query("select id, state, parent_step from saga.children($1)", [id]);
     expect(rows).toEqual([{ id: mid!.id, state: "completed", parent_step: 1 }]);
     expect(await eventTrail(db, id)).toEqual([
@@ -114,7 +118,10 @@ describe("child sagas", () => {
     expect(mid?.state).toBe("compensated");
     const step = done.steps.find((s) => s.name === "top-mid");
     expect(step?.status).toBe("failed");
-    expect(step?.error).toMatchObject({ code: "CHILD_FAILED", details: { childId: mid!.id, state: "compensated" } });
+    expect(step?.error).toMatchObject({
+      code: "CHILD_FAILED",
+      details: { childId: mid!.id, state: "compensated" },
+    });
     const midView = await t.engine.get(mid!.id);
     expect(midView?.steps.find((s) => s.name === "mid-leaf")?.error).toMatchObject({
       code: "CHILD_FAILED",
@@ -146,5 +153,111 @@ describe("child sagas", () => {
       await engine.close();
       t.worker = await t.engine.runWorker({ concurrency: 8, pollInterval: 100 });
     }
+  });
+
+  it("compensating the parent compensates its completed child, which compensates its own", async () => {
+    const { id } = await t.engine.start(family.top, { n: 4, failTop: true });
+    const done = await t.engine.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe("compensated");
+    const [mid, leaf] = await descendants(id);
+    expect(mid?.state).toBe("compensated");
+    expect(leaf?.state).toBe("compensated");
+    expect(done.steps.map((s) => `${s.name}:${s.status}`)).toEqual([
+      "top-before:compensated",
+      "top-mid:compensated",
+      "top-after:failed",
+    ]);
+    expect(await effects([id, mid!.id, leaf!.id])).toEqual([
+      "do:top-before",
+      "do:mid-before",
+      "do:leaf-work",
+      "do:mid-after",
+      "do:top-after",
+      "undo:leaf-work",
+      "undo:mid-before",
+      "undo:top-before",
+    ]);
+    const leafView = await t.engine.get(leaf!.id);
+    expect(leafView?.error).toMatchObject({ code: "PARENT_COMPENSATING" });
+    expect(await eventTrail(db, mid!.id)).toEqual(
+      expect.arrayContaining(["saga.completed", "compensation.started", "compensation.completed"]),
+    );
+  });
+
+  it("a parked chain shows in saga.stuck as waiting for its child; cancel at the top cancels every descendant", async () => {
+    const { id } = await t.engine.start(family.top, { n: 5, hold: "cancel-gate" });
+    let chain: Awaited<ReturnType<typeof descendants>> = [];
+    await waitUntil(async () => {
+      chain = await descendants(id);
+      return chain.length === 2 && (await effects([chain[1]!.id])).length === 1;
+    }, "the leaf to run");
+    const [mid, leaf] = chain;
+    const { rows: stuck } = await db.pool.query(
+      "select id, reason, step, detail from saga.stuck where id = any($1::uuid[]) order by reason",
+      [[id, mid!.id, leaf!.id]],
+    );
+    expect(stuck).toEqual([
+      { id, reason: "waiting_child", step: "top-mid", detail: `waiting for child ${mid!.id}` },
+      { id: mid!.id, reason: "waiting_child", step: "mid-leaf", detail: `waiting for child ${leaf!.id}` },
+    ]);
+    // Parked: no lease, no job.
+    const { rows: parked } = await db.pool.query(
+      `select s.status, s.lease_owner, (select count(*)::int from graphile_worker._private_jobs j where j.payload->>'id' = $1::uuid::text) as jobs
+       from saga.steps s where s.saga_id = $1::uuid and s.name = 'top-mid'`,
+      [id],
+    );
+    expect(parked).toEqual([{ status: "running", lease_owner: null, jobs: 0 }]);
+
+    await t.engine.cancel(id, "customer changed their mind");
+    const done = await t.engine.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe("cancelled");
+    expect((await descendants(id)).map((c) => c.state)).toEqual(["cancelled", "cancelled"]);
+    expect((await t.engine.get(leaf!.id))?.error).toMatchObject({
+      code: "CANCELLED",
+      details: { by: `parent saga ${mid!.id}` },
+    });
+    // The leaf's attempt was aborted mid-call (outcome unknown): compensated; then each level undid its own step.
+    expect(await effects([id, mid!.id, leaf!.id])).toEqual([
+      "do:top-before",
+      "do:mid-before",
+      "do:leaf-work",
+      "undo:leaf-work",
+      "undo:mid-before",
+      "undo:top-before",
+    ]);
+  });
+
+  it("a worker killed (SIGKILL) while the parents wait does not lose the wake-up", async () => {
+    await t.worker.stop();
+    const proc = await spawnWorker("child-worker.ts", { DATABASE_URL: db.url, CONCURRENCY: "4" });
+    let id = "";
+    try {
+      ({ id } = await t.engine.start(family.top, { n: 6, hold: "crash-gate" }));
+      let chain: Awaited<ReturnType<typeof descendants>> = [];
+      await waitUntil(async () => {
+        chain = await descendants(id);
+        return chain.length === 2 && (await effects([chain[1]!.id])).length === 1;
+      }, "the leaf to run in the worker process");
+      proc.child.kill("SIGKILL");
+      await proc.exited;
+    } finally {
+      await stopWorker(proc);
+    }
+    await db.pool.query("insert into child_gates (key) values ('crash-gate')");
+    t.worker = await t.engine.runWorker({
+      concurrency: 8,
+      pollInterval: 100,
+      heartbeatInterval: 200,
+      deadWorkerAfter: 1_000,
+      reapInterval: 200,
+    });
+    const done = await t.engine.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe("completed");
+    expect(done.result).toEqual({ total: 61 * 2 + 61, mid: true });
+    const [mid, leaf] = await descendants(id);
+    expect([mid?.state, leaf?.state]).toEqual(["completed", "completed"]);
+    const leafView = await t.engine.get(leaf!.id);
+    // The killed attempt was written off as lost; the next one completed.
+    expect(leafView?.steps[0]).toMatchObject({ status: "succeeded", attempt: 2 });
   });
 });

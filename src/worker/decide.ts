@@ -56,7 +56,8 @@ export function planNext(t: Transition, def: AnySaga, env: DecideEnv, only?: num
   if (saga.state === "running") {
     const step = def.steps[saga.current_step];
     if (!step) return null;
-    if (step.kind === "child") return advanceChild(t, def, env, step, { recordSuccess, recordFailure, planNext });
+    if (step.kind === "child")
+      return advanceChild(t, def, env, step, { recordSuccess, recordFailure, planNext });
     const row = t.step(step.index);
     if (row && (row.status !== "pending" || !row.due)) return null;
     const attempt = (row?.attempt ?? 0) + 1;

@@ -121,7 +121,9 @@ export class Transition {
 
   /** A write on this saga's children (start, cancel, compensate: src/worker/children.ts); an input is encoded. */
   childJob(spec: Record<string, unknown>): void {
-    this.jobs.push({ child: "input" in spec ? { ...spec, input: encodeValue(this.codec, spec.input) } : spec });
+    this.jobs.push({
+      child: "input" in spec ? { ...spec, input: encodeValue(this.codec, spec.input) } : spec,
+    });
   }
 
   /**
