@@ -1,7 +1,7 @@
 /** The engine's public interface (implemented by createSagaEngine in engine.ts). */
 import type { AnySaga } from "./definition.js";
 import type { SagaInstance } from "./instance-view.js";
-import type { SagaState } from "./sql/lock-instance.js";
+import type { SagaState } from "./model.js";
 import type { SagaMetrics } from "./sql/saga-metrics.js";
 import type { HealthOptions, HealthReport } from "./health.js";
 import type { ResumeOptions } from "./worker/resume.js";

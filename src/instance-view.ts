@@ -1,5 +1,5 @@
 import type { AnySaga } from "./definition.js";
-import { type SagaState, TERMINAL_STATES } from "./sql/lock-instance.js";
+import { type SagaState, TERMINAL_STATES } from "./model.js";
 import type { ChildReadRow, InstanceRow, StepReadRow } from "./sql/read-sagas.js";
 
 /** A step as `engine.get()` shows it, in step order. */

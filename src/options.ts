@@ -8,7 +8,7 @@ import { type PayloadCodec, plainCodec } from "./codec/codec.js";
 import type { RetentionOptions } from "./relay/types.js";
 import { parseTraceparent } from "./observability/tracing.js";
 import type { InstanceRow, ListFilter } from "./sql/read-sagas.js";
-import { SAGA_STATES, type SagaState } from "./sql/lock-instance.js";
+import { SAGA_STATES, type SagaState } from "./model.js";
 
 /** Options of {@link createSagaEngine}. Give `connectionString` or your own `pool`. */
 export interface EngineOptions {

@@ -193,12 +193,12 @@ describe("child sagas", () => {
     }, "the leaf to run");
     const [mid, leaf] = chain;
     const { rows: stuck } = await db.pool.query(
-      "select id, reason, step, detail from saga.stuck where id = any($1::uuid[]) order by reason",
+      "select id, reason, step, detail from saga.stuck where id = any($1::uuid[]) order by step",
       [[id, mid!.id, leaf!.id]],
     );
     expect(stuck).toEqual([
-      { id, reason: "waiting_child", step: "top-mid", detail: `waiting for child ${mid!.id}` },
       { id: mid!.id, reason: "waiting_child", step: "mid-leaf", detail: `waiting for child ${leaf!.id}` },
+      { id, reason: "waiting_child", step: "top-mid", detail: `waiting for child ${mid!.id}` },
     ]);
     // Parked: no lease, no job.
     const { rows: parked } = await db.pool.query(

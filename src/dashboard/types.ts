@@ -2,7 +2,7 @@
 import type pg from "pg";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { SagaInstance } from "../instance-view.js";
-import type { SagaState } from "../sql/lock-instance.js";
+import type { SagaState } from "../model.js";
 import type * as relay from "../relay/types.js";
 import type { ResumeOptions } from "../worker/resume.js";
 

@@ -6,8 +6,7 @@
 import type pg from "pg";
 import type { AnySaga } from "../definition.js";
 import type { Executor } from "../executor.js";
-import { type AbortCode, AbortError, type Outcome } from "../worker/call-handler.js";
-import type { Claim } from "../worker/decide.js";
+import { type AbortCode, AbortError, type Claim, type Outcome } from "../model.js";
 import {
   type StepSpan,
   type StepSpanInfo,

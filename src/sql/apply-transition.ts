@@ -1,12 +1,40 @@
 import { escapeLiteral } from "pg";
 import type { Executor } from "../executor.js";
-import type { LockedSaga } from "./lock-instance.js";
+import type { CompensationCause, LockedSaga, SagaState, StepStatus } from "../model.js";
 
-/** One step row's new values; a `fence` makes the write conditional on the claimed attempt. */
+/**
+ * The instance row's new values: exactly the keys saga._apply (sql/functions.sql) reads. A key left out keeps
+ * its column; `next_attempt_ms` schedules the saga's next attempt (absent: none); `finished` sets or clears
+ * finished_at.
+ */
+export interface InstancePatch {
+  state?: SagaState;
+  data?: unknown;
+  result?: unknown;
+  error?: unknown;
+  current_step?: number;
+  compensation_cause?: CompensationCause | null;
+  seq?: number;
+  next_attempt_ms?: number;
+  finished?: boolean;
+}
+
+/** The step row a write is conditional on: the claimed attempt, as it was read. */
+export interface StepFence {
+  status: StepStatus;
+  attempt?: number;
+  compensation_attempt?: number;
+  lease_owner: string | null;
+}
+
+/**
+ * One step row's new values: exactly the keys saga._apply reads. A `fence` makes the write conditional on the
+ * claimed attempt.
+ */
 export interface StepPatch {
   index: number;
   name: string;
-  status: string;
+  status: StepStatus;
   attempt?: number;
   attempt_base?: number;
   compensation_attempt?: number;
@@ -21,7 +49,7 @@ export interface StepPatch {
   finished?: boolean;
   compensation_started?: boolean;
   compensation_finished?: boolean;
-  fence?: { status: string; attempt?: number; compensation_attempt?: number; lease_owner: string | null };
+  fence?: StepFence;
 }
 
 export interface EventRow {
@@ -42,7 +70,7 @@ export type JobSpec =
 
 /** Everything one transition writes, as saga._apply and saga._transition take it. */
 export interface TransitionWrites {
-  instance: Record<string, unknown>;
+  instance: InstancePatch;
   steps: StepPatch[];
   events: EventRow[];
   jobs: JobSpec[];

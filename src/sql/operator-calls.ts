@@ -1,7 +1,7 @@
 import { sqlState } from "../db.js";
 import { SagaError } from "../errors.js";
 import type { Executor } from "../executor.js";
-import type { SagaState } from "./lock-instance.js";
+import type { SagaState } from "../model.js";
 
 /**
  * Whether this connection's role may write the saga tables itself (the owner, saga_worker). A role that may

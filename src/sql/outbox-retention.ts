@@ -1,5 +1,5 @@
 import type { Executor } from "../executor.js";
-import { TERMINAL_STATES } from "./lock-instance.js";
+import { TERMINAL_STATES } from "../model.js";
 
 // An event every cursor has passed: visible in the tick of every durable subscription and of the relay's own
 // row, or consumed in its batch in progress (up to its position, or delivered ahead). An event of a

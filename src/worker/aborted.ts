@@ -1,7 +1,7 @@
 /** What a worker does with an attempt that was aborted (see callHandler) beyond recording it. */
 import type pg from "pg";
 import type { Executor } from "../executor.js";
-import { AbortError, type Outcome } from "./call-handler.js";
+import { AbortError, type Outcome } from "../model.js";
 
 /** An attempt aborted because a cancel was asked for while it held the saga's row (saga.cancel_requests). */
 export function cancelAbort(outcome: Outcome): boolean {

@@ -1,22 +1,5 @@
 import { MAX_TIMER_MS, setLongTimeout } from "../long-timer.js";
-import type { FailureKind } from "./decide.js";
-
-export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown; kind: FailureKind };
-
-/** Why a running handler's signal was aborted; `signal.reason` is an {@link AbortError} with this code. */
-export type AbortCode = "STEP_TIMEOUT" | "WORKER_SHUTDOWN" | "SAGA_CANCELLED" | "SAGA_TIMEOUT";
-
-export class AbortError extends Error {
-  override readonly name = "AbortError";
-  constructor(
-    readonly code: AbortCode,
-    message: string,
-    /** A cancel asked for while the step held the saga's row: its reason, read from saga.cancel_requests. */
-    readonly requested?: string,
-  ) {
-    super(message);
-  }
-}
+import { AbortError, type AbortCode, type Outcome } from "../model.js";
 
 /**
  * Calls a handler outside any transaction. It is not waited for past its timeout or a shutdown abort: the

@@ -11,8 +11,14 @@
 import type { AnySaga, StepDefinition } from "../definition.js";
 import { SagaError, type StoredError, toStoredError } from "../errors.js";
 import { toJsonb } from "../jsonb.js";
-import { type ChildRow, type StepRow, TERMINAL_STATES } from "../sql/lock-instance.js";
-import type { Claim, DecideEnv, FailureKind } from "./decide.js";
+import {
+  type ChildRow,
+  type Claim,
+  type DecideEnv,
+  type FailureKind,
+  type StepRow,
+  TERMINAL_STATES,
+} from "../model.js";
 import type { Transition } from "./transition.js";
 
 /** What a child step needs of decide.ts. */

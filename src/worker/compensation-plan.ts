@@ -5,9 +5,8 @@
 import type { CompletedStep } from "../compensation.js";
 import type { AnySaga } from "../definition.js";
 import type { StoredError } from "../errors.js";
-import type { CompensationCause, StepRow } from "../sql/lock-instance.js";
+import type { Claim, CompensationCause, DecideEnv, StepRow } from "../model.js";
 import { compensateChild } from "./children.js";
-import type { Claim, DecideEnv } from "./decide.js";
 import type { Transition } from "./transition.js";
 
 export const isUnknown = (row: StepRow) => row.error?.outcome === "unknown";

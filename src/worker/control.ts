@@ -7,7 +7,7 @@
 import type pg from "pg";
 import { type Subscriber, createListener } from "../listen.js";
 import type { Logger } from "../logger.js";
-import { AbortError } from "./call-handler.js";
+import { AbortError } from "../model.js";
 
 /** The claims this process runs: controller → `sagaId/kind/index`. */
 export type ActiveClaims = ReadonlyMap<AbortController, string>;

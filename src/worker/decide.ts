@@ -5,37 +5,13 @@
 import type { AnySaga, StepDefinition } from "../definition.js";
 import { BusinessError, RetryableError, type StoredError, toStoredError } from "../errors.js";
 import { delayFor } from "../retry.js";
-import { type StepRow, TERMINAL_STATES } from "../sql/lock-instance.js";
+import type { StepFence } from "../sql/apply-transition.js";
+import { type Claim, type DecideEnv, type FailureKind, type StepRow, TERMINAL_STATES } from "../model.js";
 import { advanceChild, cancelChildren } from "./children.js";
 import { beginCompensation, planCompensation } from "./compensation-plan.js";
 import type { Transition } from "./transition.js";
 
-/** A step handler this worker now holds the lease for. */
-export interface Claim {
-  kind: "execute" | "compensate";
-  index: number;
-  /** The execution attempt, or the compensation attempt: the fence of the record. */
-  attempt: number;
-  step: StepDefinition;
-  /** For execute: the step's input data. */
-  data?: unknown;
-  /** For compensate: whether the step finished or may have had its effect. */
-  outcome?: "succeeded" | "unknown";
-  error?: StoredError | null;
-}
-
-/** Why an attempt ended without a result. */
-export type FailureKind = "error" | "timeout" | "released" | "lost";
-
-export interface DecideEnv {
-  workerId: string;
-  /** Lease length in ms written on the step: informational; the reaper goes by worker heartbeats. */
-  leaseMs: (step: StepDefinition) => number;
-  /** Whether this process is running the claim right now (a lease of ours that is not is a lost one). */
-  isActive: (sagaId: string, kind: Claim["kind"], index: number) => boolean;
-}
-
-const fenceOf = (row: StepRow, claim: Claim, workerId: string) =>
+const fenceOf = (row: StepRow, claim: Claim, workerId: string): StepFence =>
   claim.kind === "execute"
     ? { status: "running", attempt: claim.attempt, lease_owner: workerId }
     : { status: "compensating", compensation_attempt: claim.attempt, lease_owner: workerId };

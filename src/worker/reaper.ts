@@ -4,7 +4,8 @@ import type { AnySaga } from "../definition.js";
 import { sqlState, withTransaction } from "../db.js";
 import type { Executor } from "../executor.js";
 import { lockInstance } from "../sql/lock-instance.js";
-import { type Claim, type DecideEnv, lostError, recordFailure, releaseInterrupted } from "./decide.js";
+import type { Claim, DecideEnv } from "../model.js";
+import { lostError, recordFailure, releaseInterrupted } from "./decide.js";
 import { Transition } from "./transition.js";
 
 /** Any reaper in any process: one at a time, by a transaction-scoped advisory lock (never a session lock). */

@@ -15,11 +15,11 @@ import { resolveRelay, resolveRetention } from "../relay/options.js";
 import { type Relay, startRelay } from "../relay/relay.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
 import { plainCodec } from "../codec/codec.js";
-import { AbortError } from "./call-handler.js";
+import { AbortError, type Claim, type SagaJobPayload } from "../model.js";
 import { abortInterrupted, listenForControl, runningSagas } from "./control.js";
-import type { Claim } from "./decide.js";
 import { reap, reapOwn } from "./reaper.js";
-import { type SagaJobPayload, type WorkerEnv, runSagaJob } from "./saga-job.js";
+import { runSagaJob } from "./saga-job.js";
+import type { WorkerEnv } from "./worker-env.js";
 
 export type { SagaWorker, WorkerOptions } from "./worker-options.js";
 import type { SagaWorker, WorkerOptions } from "./worker-options.js";

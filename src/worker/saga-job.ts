@@ -1,4 +1,3 @@
-import type pg from "pg";
 import type { AnySaga, TransactionalStepContext } from "../definition.js";
 import { BusinessError, SagaError, toStoredError } from "../errors.js";
 import type { Executor } from "../executor.js";
@@ -6,58 +5,17 @@ import { fromJsonbText, toJsonb } from "../jsonb.js";
 import { type Logger, scopedLogger } from "../logger.js";
 import { isTransientDbError } from "../db.js";
 import { loadCompensationData } from "../sql/compensation-data.js";
-import { type PayloadCodec, decodeValue } from "../codec/codec.js";
-import { AbortError, callHandler, type Outcome } from "./call-handler.js";
+import { decodeValue } from "../codec/codec.js";
+import { AbortError, type Claim, type Outcome, type SagaJobPayload } from "../model.js";
+import { callHandler } from "./call-handler.js";
 import { cancelAbort, stopQueries } from "./aborted.js";
 import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
-import {
-  type Claim,
-  type DecideEnv,
-  endInterrupted,
-  fenceHolds,
-  interrupt,
-  planNext,
-  recordFailure,
-  recordSuccess,
-} from "./decide.js";
+import type { WorkerEnv } from "./worker-env.js";
+import { endInterrupted, fenceHolds, interrupt, planNext, recordFailure, recordSuccess } from "./decide.js";
 import type { Transition } from "./transition.js";
 import { compensateCompleted } from "./children.js";
 import { beginCompensation, compensable } from "./compensation-plan.js";
-import { type Held, lockedTransition, transition } from "./transitions.js";
-import type { StepObserver } from "../observability/step-observer.js";
-
-/** The payload of a saga job: `step` targets one compensation (parallel strategy). */
-export interface SagaJobPayload {
-  id: string;
-  step?: number;
-  deadline?: boolean;
-  validate?: boolean;
-  cancel?: string;
-  /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
-  by?: string;
-  /** A completed child saga whose parent compensates: why (children.ts). */
-  compensate?: string;
-}
-
-/** What the step loop needs from the worker that runs it. */
-export interface WorkerEnv extends DecideEnv {
-  pool: pg.Pool;
-  /** `pool`, with a lost connection reported as ConnectionLostError (SQLSTATE 08006): see db.ts. */
-  db: Executor;
-  logger: Logger;
-  readonly stopping: boolean;
-  /** How long a handler aborted by a cancel or a deadline may take to return (see callHandler). */
-  abortGraceMs: number;
-  /** Decodes what transitions read and encodes what they write (plainCodec: none). */
-  codec: PayloadCodec;
-  track(sagaId: string, kind: Claim["kind"], index: number, controller: AbortController): () => void;
-  /** Local wake-up timers for jobs scheduled later: the database row stays the source of truth. */
-  wakeAfter(delaysMs: number[]): void;
-  onDiscarded(claim: Claim): void;
-  onTransition?(saga: Transition): void;
-  /** Tracing and step metrics; absent, or returning nothing, when both are off. */
-  observeStep?: StepObserver;
-}
+import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
 
 /** PostgreSQL's largest statement_timeout, in ms (an int). */
 const MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647;
@@ -189,9 +147,9 @@ async function runClaim(
   env: WorkerEnv,
   def: AnySaga,
   id: string,
-  claim: Held,
+  claim: TrackedClaim,
   jobId: string | undefined,
-): Promise<Held | null> {
+): Promise<TrackedClaim | null> {
   const { controller, untrack } = claim;
   const logger = scopedLogger(env.logger, {
     sagaId: id,
@@ -224,7 +182,7 @@ async function runClaim(
             error: claim.error ?? null,
           });
     const probe = env.observeStep?.(def, id, claim);
-    const outcome = storable(
+    const outcome = outputAsStored(
       claim,
       await callHandler(
         probe ? () => probe.run(call) : call,
@@ -309,7 +267,7 @@ async function runTransactional(
   controller: AbortController,
   logger: Logger,
   jobId: string | undefined,
-): Promise<Held | null> {
+): Promise<TrackedClaim | null> {
   // The statement timeout bounds the handler's queries; the savepoint keeps the failure record when the
   // handler's writes roll back. Both go with BEGIN and the lock, and end with the record and COMMIT.
   // statement_timeout is an int of ms: a longer step timeout caps each statement at its maximum (about 24.8
@@ -350,7 +308,7 @@ async function runTransactional(
       const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
       const call = () => claim.step.execute(claim.data, ctx);
       const probe = env.observeStep?.(def, id, claim, db);
-      const outcome = storable(
+      const outcome = outputAsStored(
         claim,
         await callHandler(probe ? () => probe.run(call) : call, controller, claim.step.timeoutMs),
       );
@@ -387,7 +345,7 @@ function handOver(t: Transition): null {
  * jsonb cannot store (see jsonb.ts: a NUL character, a lone surrogate, a cycle, a BigInt, too deep) fails the
  * attempt for good with `INVALID_OUTPUT`, instead of failing the record transaction on every retry.
  */
-function storable(claim: Claim, outcome: Outcome): Outcome {
+function outputAsStored(claim: Claim, outcome: Outcome): Outcome {
   if (!outcome.ok || claim.kind !== "execute" || outcome.value === undefined) return outcome;
   const json = toJsonb(outcome.value);
   if (!json.ok) {

@@ -1,6 +1,7 @@
 import type { Executor } from "../executor.js";
 import {
   type EventRow,
+  type InstancePatch,
   type JobSpec,
   type StepPatch,
   type TransitionWrites,
@@ -8,7 +9,7 @@ import {
   applyTransitionSql,
   commitTransition,
 } from "../sql/apply-transition.js";
-import type { LockedSaga, SagaState, StepRow, StepStatus } from "../sql/lock-instance.js";
+import type { LockedSaga, SagaState, StepRow } from "../model.js";
 import { type PayloadCodec, decodeError, decodeValue, encodeValue, plainCodec } from "../codec/codec.js";
 import { encodeWrites } from "../codec/encode-writes.js";
 
@@ -18,7 +19,7 @@ import { encodeWrites } from "../codec/encode-writes.js";
  * transaction (record step N, claim step N+1) sees what the record did.
  */
 export class Transition {
-  private readonly instance: Record<string, unknown> = {};
+  private readonly instance: InstancePatch = {};
   private readonly stepPatches = new Map<number, StepPatch>();
   private readonly events: EventRow[] = [];
   private readonly jobs: JobSpec[] = [];
@@ -56,17 +57,18 @@ export class Transition {
     return this.saga.steps.find((s) => s.index === index);
   }
 
-  setState(state: SagaState, fields: Record<string, unknown> = {}): void {
-    this.saga.state = state;
-    Object.assign(this.instance, { state, ...fields });
+  /** Moves the saga to `state`, writing `fields` with it. */
+  setState(state: SagaState, fields: Omit<InstancePatch, "state"> = {}): void {
+    this.setInstance({ ...fields, state });
   }
 
-  setInstance(fields: Record<string, unknown>): void {
-    if ("current_step" in fields) this.saga.current_step = fields.current_step as number;
+  /** Merges `fields` into the instance row's pending write and the in-memory saga. */
+  setInstance(fields: InstancePatch): void {
+    if (fields.state !== undefined) this.saga.state = fields.state;
+    if (fields.current_step !== undefined) this.saga.current_step = fields.current_step;
     if ("data" in fields) this.saga.data = fields.data;
-    if ("compensation_cause" in fields)
-      this.saga.compensation_cause = fields.compensation_cause as LockedSaga["compensation_cause"];
-    if ("error" in fields) this.saga.error = fields.error as LockedSaga["error"];
+    if ("compensation_cause" in fields) this.saga.compensation_cause = fields.compensation_cause ?? null;
+    if ("error" in fields) this.saga.error = (fields.error ?? null) as LockedSaga["error"];
     Object.assign(this.instance, fields);
   }
 
@@ -84,7 +86,7 @@ export class Transition {
       row = {
         index: patch.index,
         name: patch.name,
-        status: patch.status as StepStatus,
+        status: patch.status,
         attempt: 0,
         attempt_base: 0,
         compensation_attempt: 0,
@@ -96,7 +98,7 @@ export class Transition {
       this.saga.steps.push(row);
       this.saga.steps.sort((a, b) => a.index - b.index);
     }
-    row.status = patch.status as StepStatus;
+    row.status = patch.status;
     if (patch.attempt !== undefined) row.attempt = patch.attempt;
     if (patch.attempt_base !== undefined) row.attempt_base = patch.attempt_base;
     if (patch.compensation_attempt !== undefined) row.compensation_attempt = patch.compensation_attempt;

@@ -1,7 +1,7 @@
 /** `pg-saga stats`, `stuck` and `health`: how the installation is doing. */
 import type { HealthReport } from "../../health.js";
 import { type StuckReason, readStuck } from "../../sql/stuck-sagas.js";
-import { SAGA_STATES } from "../../sql/lock-instance.js";
+import { SAGA_STATES } from "../../model.js";
 import { CliError, type Cli } from "../context.js";
 import { between, formatDuration, formatTime, table } from "../format.js";
 import { parseInteger } from "./read.js";

@@ -1,7 +1,7 @@
 /** `pg-saga list` and `pg-saga show <id>`: sagas as tables, and one saga's timeline. */
 import type { SagaInstance, SagaState, SagaStepView } from "../../engine.js";
 import { toMs } from "../../duration.js";
-import { SAGA_STATES } from "../../sql/lock-instance.js";
+import { SAGA_STATES } from "../../model.js";
 import { CliError, type Cli } from "../context.js";
 import { between, brief, formatDuration, formatError, formatTime, paintState, table } from "../format.js";
 

@@ -5,20 +5,20 @@
  */
 import { withTransaction, isTransientDbError } from "../db.js";
 import type { Executor } from "../executor.js";
-import { type LockedSaga, lockInstanceSql, readSaga } from "../sql/lock-instance.js";
-import type { Claim } from "./decide.js";
-import type { WorkerEnv } from "./saga-job.js";
+import type { Claim, LockedSaga } from "../model.js";
+import { lockInstanceSql, readSaga } from "../sql/lock-instance.js";
+import type { WorkerEnv } from "./worker-env.js";
 import { Transition } from "./transition.js";
 
 /** A claim this process holds: registered as active before its claim commits (see recoverOwnLostLeases). */
-export interface Held extends Claim {
+export interface TrackedClaim extends Claim {
   controller: AbortController;
   untrack: () => void;
   /** The saga as the claim's commit left it: the next transition decides from it without reading. */
   next?: LockedSaga;
 }
 
-function hold(env: WorkerEnv, id: string, claim: Claim | null): Held | null {
+function trackClaim(env: WorkerEnv, id: string, claim: Claim | null): TrackedClaim | null {
   if (!claim) return null;
   const controller = new AbortController();
   return { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
@@ -37,18 +37,18 @@ export async function transition(
   decide: (t: Transition) => Claim | null | void,
   known?: LockedSaga,
   jobId?: string,
-): Promise<Held | null> {
+): Promise<TrackedClaim | null> {
   let saga = known ?? (await readSaga(env.db, id));
   for (let failures = 0; saga;) {
     const t = new Transition(saga, env.codec);
-    const held = hold(env, id, decide(t) ?? null);
+    const tracked = trackClaim(env, id, decide(t) ?? null);
     // Nothing more for this job to do: it ends in this commit (see Transition.finishJob).
-    if (!held && jobId !== undefined) t.finishJob(jobId);
+    if (!tracked && jobId !== undefined) t.finishJob(jobId);
     let result: Awaited<ReturnType<Transition["commit"]>>;
     try {
       result = await t.commit(env.db);
     } catch (err) {
-      held?.untrack();
+      tracked?.untrack();
       // Committed or not, the saga's version tells: decide again from what is there now.
       if (!isTransientDbError(err) || ++failures > 8) throw err;
       await new Promise((r) => setTimeout(r, Math.min(2_000, 25 * 2 ** failures)));
@@ -56,19 +56,19 @@ export async function transition(
       continue;
     }
     if (!result) {
-      held?.untrack();
+      tracked?.untrack();
       return null;
     }
     if (!result.applied) {
-      held?.untrack();
+      tracked?.untrack();
       saga = result.saga;
       continue;
     }
     env.onTransition?.(t);
     const delays = t.delayedJobs;
     if (delays.length > 0) env.wakeAfter(delays);
-    if (held) held.next = result.saga;
-    return held;
+    if (tracked) tracked.next = result.saga;
+    return tracked;
   }
   return null;
 }
@@ -85,11 +85,11 @@ export async function lockedTransition(
   decide: (t: Transition, db: Executor, close: string[]) => Promise<Claim | null | void>,
   jobId?: string,
   prelude?: string,
-): Promise<Held | null> {
+): Promise<TrackedClaim | null> {
   let delays: number[] = [];
   // A claim tracked by an attempt whose commit failed is no longer ours to run: a retry of the transaction
   // (or a later one) finds the lease untracked and writes the attempt off as lost.
-  let pending: Held | null = null;
+  let pending: TrackedClaim | null = null;
   const result = await withTransaction(
     env.pool,
     async (db, opened, close) => {
@@ -98,19 +98,19 @@ export async function lockedTransition(
       const saga = (opened[0]?.rows[0] as { saga: LockedSaga | null } | undefined)?.saga ?? null;
       if (!saga) return null;
       const t = new Transition(saga, env.codec);
-      const held = hold(env, id, (await decide(t, db, close)) ?? null);
-      pending = held;
-      if (!held && jobId !== undefined) t.finishJob(jobId);
+      const tracked = trackClaim(env, id, (await decide(t, db, close)) ?? null);
+      pending = tracked;
+      if (!tracked && jobId !== undefined) t.finishJob(jobId);
       const writes = t.flushSql();
       if (writes !== null) close.push(writes);
       delays = t.delayedJobs;
       env.onTransition?.(t);
-      return held;
+      return tracked;
     },
     10,
     `${lockInstanceSql(id)}${prelude === undefined ? "" : `;\n${prelude}`}`,
   ).catch((err: unknown) => {
-    (pending as Held | null)?.untrack();
+    (pending as TrackedClaim | null)?.untrack();
     throw err;
   });
   if (delays.length > 0) env.wakeAfter(delays);

@@ -1,0 +1,138 @@
+/**
+ * The saga model: the states a saga and its steps can be in, the saga as a transition sees it, the claims a
+ * worker takes, and how an attempt ends. Types and constants only: this module imports nothing of the worker,
+ * so the decision code, the transitions and the queries all depend on it and never on each other for these.
+ */
+import type { StepDefinition } from "./definition.js";
+import type { StoredError } from "./errors.js";
+
+/** Every saga state, in the order a saga can reach them: the one list the CLI, list() and the views share. */
+export const SAGA_STATES = [
+  "running",
+  "compensating",
+  "completed",
+  "compensated",
+  "cancelled",
+  "timed_out",
+  "failed",
+  "compensation_failed",
+] as const;
+
+export type SagaState = (typeof SAGA_STATES)[number];
+
+export type StepStatus =
+  | "pending"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "compensating"
+  | "compensated"
+  | "compensation_failed"
+  | "skipped";
+
+export type CompensationCause = "failure" | "cancel" | "timeout";
+
+export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set(
+  SAGA_STATES.filter((s) => s !== "running" && s !== "compensating"),
+);
+
+/** A saga as a transition sees it, instance row locked. Step outputs are not loaded: they can be large. */
+export interface LockedSaga {
+  id: string;
+  /** The instance row's version (its xmin): every transition changes it. */
+  xmin: string;
+  name: string;
+  version: number;
+  state: SagaState;
+  /** The current data: the input of the step at `current_step`. */
+  data: unknown;
+  current_step: number;
+  compensation_cause: CompensationCause | null;
+  seq: number;
+  error: Record<string, unknown> | null;
+  steps: StepRow[];
+  /** The children of `.child()` steps; null when none (src/worker/children.ts). */
+  children?: ChildRow[] | null;
+}
+
+/** A child saga as its parent's transitions see it. */
+export interface ChildRow {
+  id: string;
+  /** The parent step's index. */
+  step: number;
+  state: SagaState;
+  error: Record<string, unknown> | null;
+  /** Only while the parent step waits for it (and the child completed). */
+  result: unknown;
+}
+
+/** A step row as a transition sees it (saga._lock / saga._state in sql/functions.sql). */
+export interface StepRow {
+  index: number;
+  name: string;
+  status: StepStatus;
+  attempt: number;
+  attempt_base: number;
+  compensation_attempt: number;
+  compensation_attempt_base: number;
+  lease_owner: string | null;
+  /** Whether a scheduled retry is due by the database clock (true when none is scheduled). */
+  due: boolean;
+  error: { code?: string; outcome?: string } | null;
+}
+
+/** A step handler this worker now holds the lease for. */
+export interface Claim {
+  kind: "execute" | "compensate";
+  index: number;
+  /** The execution attempt, or the compensation attempt: the fence of the record. */
+  attempt: number;
+  step: StepDefinition;
+  /** For execute: the step's input data. */
+  data?: unknown;
+  /** For compensate: whether the step finished or may have had its effect. */
+  outcome?: "succeeded" | "unknown";
+  error?: StoredError | null;
+}
+
+/** Why an attempt ended without a result. */
+export type FailureKind = "error" | "timeout" | "released" | "lost";
+
+export interface DecideEnv {
+  workerId: string;
+  /** Lease length in ms written on the step: informational; the reaper goes by worker heartbeats. */
+  leaseMs: (step: StepDefinition) => number;
+  /** Whether this process is running the claim right now (a lease of ours that is not is a lost one). */
+  isActive: (sagaId: string, kind: Claim["kind"], index: number) => boolean;
+}
+
+/** How a handler call ended: its value, or its error and why. */
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown; kind: FailureKind };
+
+/** Why a running handler's signal was aborted; `signal.reason` is an {@link AbortError} with this code. */
+export type AbortCode = "STEP_TIMEOUT" | "WORKER_SHUTDOWN" | "SAGA_CANCELLED" | "SAGA_TIMEOUT";
+
+export class AbortError extends Error {
+  override readonly name = "AbortError";
+  constructor(
+    readonly code: AbortCode,
+    message: string,
+    /** A cancel asked for while the step held the saga's row: its reason, read from saga.cancel_requests. */
+    readonly requested?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The payload of a saga job: `step` targets one compensation (parallel strategy). */
+export interface SagaJobPayload {
+  id: string;
+  step?: number;
+  deadline?: boolean;
+  validate?: boolean;
+  cancel?: string;
+  /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
+  by?: string;
+  /** A completed child saga whose parent compensates: why (src/worker/children.ts). */
+  compensate?: string;
+}
