@@ -32,6 +32,12 @@ export interface StepContext {
   /** Aborts on the step timeout, on cancel, on the saga deadline and on worker shutdown. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
+  /**
+   * Starts a child saga that this step does not wait for (fire-and-forget; `.child()` waits). Its parent is this
+   * saga; idempotent per step (a retry finds the children its earlier attempt started). In a transactional step
+   * it starts on `ctx.tx`, so it exists exactly when the step commits. The child saga must be one the workers run.
+   */
+  startChild<C extends AnySaga>(saga: C, input: C["$start"]): Promise<{ id: string; created: boolean }>;
 }
 
 /** The context of a `transactional: true` step: `tx` is the engine's own transaction. */

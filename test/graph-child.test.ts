@@ -10,7 +10,7 @@ const db = useTestDatabase();
 let family: ReturnType<typeof childSagas>;
 const t = useEngine(db, () => {
   family = childSagas(db.pool);
-  return [family.top, family.mid, family.leaf];
+  return [family.top, family.mid, family.leaf, family.spawner];
 });
 
 beforeAll(async () => {
@@ -140,7 +140,7 @@ describe("child sagas", () => {
   it("a worker of concurrency 1 runs parent, child and grandchild: a waiting parent holds no slot", async () => {
     const engine: SagaEngine = createSagaEngine({
       connectionString: db.url,
-      sagas: [family.top, family.mid, family.leaf],
+      sagas: [family.top, family.mid, family.leaf, family.spawner],
     });
     const worker = await engine.runWorker({ concurrency: 1, pollInterval: 100 });
     try {
@@ -259,5 +259,26 @@ describe("child sagas", () => {
     const leafView = await t.engine.get(leaf!.id);
     // The killed attempt was written off as lost; the next one completed.
     expect(leafView?.steps[0]).toMatchObject({ status: "succeeded", attempt: 2 });
+  });
+
+  it("ctx.startChild starts fire-and-forget children, once per step however often the step runs", async () => {
+    const { id } = await t.engine.start(family.spawner, { n: 8 });
+    const done = await t.engine.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe("completed");
+    expect(done.steps[0]?.attempt).toBe(2);
+    const { children } = done.result as { children: { id: string; created: boolean }[] };
+    // The second attempt found both children its first attempt started.
+    expect(children.map((c) => c.created)).toEqual([false, false]);
+    const { rows } = await db.pool.query<{ id: string; parent_step: number | null }>(
+      "select id, parent_step from saga.children($1)",
+      [id],
+    );
+    expect(rows.map((r) => r.id).sort()).toEqual(children.map((c) => c.id).sort());
+    expect(rows.every((r) => r.parent_step === null)).toBe(true);
+    for (const child of children) {
+      const leaf = await t.engine.waitFor(child.id, { timeoutMs: 30_000 });
+      expect(leaf.state).toBe("completed");
+      expect(leaf.parentId).toBe(id);
+    }
   });
 });

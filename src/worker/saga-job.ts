@@ -14,6 +14,7 @@ import type { WorkerEnv } from "./worker-env.js";
 import { endInterrupted, fenceHolds, interrupt, planNext, recordFailure, recordSuccess } from "./decide.js";
 import type { Transition } from "./transition.js";
 import { compensateCompleted } from "./children.js";
+import { childStarter } from "./start-child.js";
 import { beginCompensation, compensable } from "./compensation-plan.js";
 import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
 
@@ -169,7 +170,7 @@ async function runClaim(
             env.codec,
             await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
           );
-    const ctx = context(def, id, claim, controller.signal, logger);
+    const ctx = context(env, def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);
     const call = () =>
@@ -243,15 +244,25 @@ function record(
     : recordFailure(t, def, env, claim, outcome.error, outcome.kind);
 }
 
-function context(def: AnySaga, id: string, claim: Claim, signal: AbortSignal, logger: Logger) {
+function context(
+  env: WorkerEnv,
+  def: AnySaga,
+  id: string,
+  claim: Claim,
+  signal: AbortSignal,
+  logger: Logger,
+  db: Executor = env.db,
+) {
+  const idempotencyKey = `${id}:${claim.step.name}${claim.kind === "compensate" ? ":compensate" : ""}`;
   return {
     sagaId: id,
     sagaName: def.name,
     step: claim.step.name,
     attempt: claim.attempt,
-    idempotencyKey: `${id}:${claim.step.name}${claim.kind === "compensate" ? ":compensate" : ""}`,
+    idempotencyKey,
     signal,
     logger,
+    startChild: childStarter(db, env.codec, id, idempotencyKey),
   };
 }
 
@@ -305,7 +316,7 @@ async function runTransactional(
           return query;
         },
       };
-      const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
+      const ctx = { ...context(env, def, id, claim, controller.signal, logger, tx), tx };
       const call = () => claim.step.execute(claim.data, ctx);
       const probe = env.observeStep?.(def, id, claim, db);
       const outcome = outputAsStored(
