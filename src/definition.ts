@@ -261,11 +261,17 @@ export class SagaDefinition<Input, Data, Start = Input> {
       .slice(0, 16);
   }
 
-  /** `name@version`: the graphile-worker task that runs this version. */
+  /** `name@version`: the graphile-worker task that runs this version (see {@link sagaKey}). */
   get key(): string {
-    return `${this.name}@${this.version}`;
+    return sagaKey(this.name, this.version);
   }
 }
+
+/**
+ * A saga version's key, `name@version`: how definitions are looked up by a row's name and version, and (as
+ * `saga:<key>`) the graphile-worker task that runs them. saga._task in sql/functions.sql builds the same text.
+ */
+export const sagaKey = (name: string, version: number): string => `${name}@${version}`;
 
 /** Any saga definition, whatever its data types. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -1,56 +1,36 @@
 import pg from "pg";
-import { type AnySaga, assertRunnable } from "./definition.js";
+import { type AnySaga, assertRunnable, sagaKey } from "./definition.js";
 import { explainConnectError, resolveConnections } from "./connections.js";
-import { sqlState, withTransaction } from "./db.js";
 import { SagaError, maskConnectionString } from "./errors.js";
 import { type Executor, toExecutor } from "./executor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { redactingLogger, secretsOf } from "./secrets.js";
 import { decodeRow, decodeStep, encodeInput } from "./codec/rows.js";
 import { migrate } from "./migrate.js";
-import { assertSchemaCurrent, watchSchema } from "./schema-check.js";
 import { trackClients } from "./pool-end.js";
 import { traceStart } from "./observability/tracing.js";
 import { toInstance } from "./instance-view.js";
 import { getSaga, listSagas } from "./sql/read-sagas.js";
-import { type SagaState, TERMINAL_STATES } from "./model.js";
-import { lockInstance } from "./sql/lock-instance.js";
+import { type SagaState, TERMINAL_STATES, isUuid } from "./model.js";
 import { sagaMetrics } from "./sql/saga-metrics.js";
 import { checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
-import { cancelBySql, mayWriteSagas, retryBySql } from "./sql/operator-calls.js";
-import { interrupt } from "./worker/decide.js";
-import { resume } from "./worker/resume.js";
-import { startWorker } from "./worker/run-worker.js";
 import { assertChildrenRegistered } from "./worker/children.js";
 import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
-import { type RunningBridges, startBridges } from "./bridges/outbound.js";
-import { Transition } from "./worker/transition.js";
+import { startBridges } from "./bridges/outbound.js";
 import { createDashboard } from "./dashboard/index.js";
-import {
-  checkStart,
-  checkWorkerOptions,
-  decodeCursor,
-  encodeCursor,
-  resolveEngineOptions,
-  resolveListOptions,
-  type EngineOptions,
-  checkReason,
-} from "./options.js";
+import { resolveEngineOptions, type EngineOptions } from "./options.js";
+import { decodeCursor, encodeCursor, resolveListOptions } from "./list-options.js";
+import { checkStart } from "./start-options.js";
+import { operatorActions } from "./engine-operations.js";
+import { runEngineWorker } from "./engine-worker.js";
 
 export type { SagaState };
 export type { SagaInstance, SagaStepView } from "./instance-view.js";
 
 export type { SagaEngine, SagaPage } from "./engine-api.js";
 import type { SagaEngine } from "./engine-api.js";
-
-const CANCEL_LOCK_TIMEOUT = "set local lock_timeout = 1000";
-
-/** The saga's row lock was not granted in time. */
-class RowLocked extends Error {}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Creates an engine over a connection string or your own `pg.Pool`.
@@ -69,7 +49,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const byKey = new Map<string, AnySaga>();
   const latest = new Map<string, AnySaga>();
   for (const saga of config.sagas) {
-    byKey.set(`${saga.name}@${saga.version}`, saga);
+    byKey.set(saga.key, saga);
     if ((latest.get(saga.name)?.version ?? 0) < saga.version) latest.set(saga.name, saga);
   }
   const ownPool = options.pool === undefined;
@@ -117,43 +97,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
   const alive = () => {
     if (closed) throw new SagaError("ENGINE_CLOSED", "this engine was closed; create a new one");
   };
-  const definitionOf = (name: string, version: number) => byKey.get(`${name}@${version}`);
-  // saga_app may not write the saga tables: its cancel and retry go through the SQL API (sql/operator.sql).
-  let writer: Promise<boolean> | undefined;
-  // Audit: an operator action without an explicit `by` is recorded as the session's database role.
-  let sessionRole: Promise<string> | undefined;
-  const sessionUser = () =>
-    (sessionRole ??= pool
-      .query<{ u: string }>("select session_user as u")
-      .then((r) => r.rows[0]!.u)
-      .catch((err: unknown) => ((sessionRole = undefined), Promise.reject(err))));
-  const writes = () =>
-    (writer ??= mayWriteSagas(pool).catch((err: unknown) => ((writer = undefined), Promise.reject(err))));
-
-  async function operate<T>(
-    id: string,
-    fn: (t: Transition, def: AnySaga | undefined) => T,
-    open?: string,
-  ): Promise<T> {
-    alive();
-    if (typeof id !== "string" || !UUID.test(id))
-      throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${JSON.stringify(id)} (not a uuid)`);
-    return withTransaction(
-      pool,
-      async (db) => {
-        const saga = await lockInstance(db, id).catch((err: unknown) => {
-          throw sqlState(err) === "55P03" ? new RowLocked() : err;
-        });
-        if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
-        const t = new Transition(saga, codec);
-        const result = fn(t, definitionOf(saga.name, saga.version));
-        await t.flush(db);
-        return result;
-      },
-      10,
-      open,
-    );
-  }
+  const definitionOf = (name: string, version: number) => byKey.get(sagaKey(name, version));
+  const operator = operatorActions({ pool, codec, alive, definitionOf });
 
   const engine: SagaEngine = {
     pool,
@@ -191,7 +136,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
 
     async get(id) {
       alive();
-      if (!UUID.test(id)) return null;
+      if (!isUuid(id)) return null;
       const row = await getSaga(pool, id);
       return row
         ? toInstance(
@@ -241,47 +186,8 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       }
     },
 
-    async cancel(id, reason = "cancelled", who = {}) {
-      alive();
-      checkReason(reason);
-      if (UUID.test(id) && !(await writes())) return cancelBySql(pool, id, reason);
-      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
-      const cancel = (t: Transition, def: AnySaga | undefined) => {
-        if (TERMINAL_STATES.has(t.saga.state)) {
-          throw new SagaError("SAGA_TERMINAL", `saga ${id} already ended ${t.saga.state}; nothing to cancel`);
-        }
-        if (t.saga.state !== "running") return { state: t.saga.state };
-        // Without the definition here, the worker that has it performs the cancel.
-        if (!def) t.job({ id, cancel: reason, ...(by === undefined ? {} : { by }) });
-        else interrupt(t, def, "cancel", reason, by);
-        return { state: t.saga.state };
-      };
-      try {
-        return await operate(id, cancel, CANCEL_LOCK_TIMEOUT);
-      } catch (err) {
-        if (!(err instanceof RowLocked)) throw err;
-        // A transactional step holds the row while its handler runs: the request is read by its worker,
-        // which aborts it (saga.cancel, sql/operator.sql).
-        return cancelBySql(pool, id, reason);
-      }
-    },
-
-    async retry(id, who = {}) {
-      alive();
-      if (who.by !== undefined) checkReason(who.by, "retry: by");
-      if (who.reason !== undefined) checkReason(who.reason, "retry: reason");
-      if (UUID.test(id) && !(await writes())) return retryBySql(pool, id, who.reason);
-      const by = who.by ?? (UUID.test(id) ? await sessionUser() : undefined);
-      return operate(id, (t) => {
-        if (!resume(t, { ...who, ...(by === undefined ? {} : { by }) })) {
-          throw new SagaError(
-            "INVALID_STATE",
-            `saga ${id} is ${t.saga.state}; only failed and compensation_failed sagas can be retried`,
-          );
-        }
-        return { state: t.saga.state };
-      });
-    },
+    cancel: operator.cancel,
+    retry: operator.retry,
 
     async metrics({ name } = {}) {
       alive();
@@ -321,68 +227,20 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
 
     async runWorker(workerOptions = {}) {
       alive();
-      checkWorkerOptions(workerOptions);
-      const concurrency = workerOptions.concurrency ?? 10;
-      // The worker gets its own pool, sized so every job slot has a connection for its transitions.
-      const workerPool = ownPool
-        ? new pg.Pool({ ...connections.query, max: workerOptions.poolSize ?? concurrency + 4 })
-        : null;
-      const workerClosing = workerPool ? guard(workerPool) : null;
-      try {
-        await assertSchemaCurrent(workerPool ?? pool);
-        // /healthz next to /metrics answers with engine.health().
-        const worker = await startWorker(
-          workerPool ?? pool,
-          connections,
-          config.sagas,
-          logger,
-          { retention: options.retention, ...workerOptions, codec },
-          () => engine.health(),
-        );
-        let stopped: Promise<void> | undefined;
-        let bridges: RunningBridges | null = null;
-        let endedWith: SagaError | null = null;
-        let resolveEnded: (reason: SagaError | null) => void = () => {};
-        const ended = new Promise<SagaError | null>((r) => (resolveEnded = r));
-        // Idempotent: every caller (and close()) waits for the same shutdown.
-        const stop = (stopOptions?: { timeoutMs?: number }) =>
-          (stopped ??= (async () => {
-            workers.delete(stop);
-            unwatch();
-            await bridges?.stop();
-            await worker.stop(stopOptions);
-            await workerClosing?.end();
-            resolveEnded(endedWith);
-          })());
-        // A newer release migrated the database: its workers advance the sagas from now on.
-        const unwatch = watchSchema(
-          workerPool ?? pool,
-          workerOptions.schemaCheckInterval ?? 10_000,
-          (err) => {
-            endedWith = err;
-            logger.error(err.message, { code: err.code });
-            void stop();
-          },
-        );
-        workers.add(stop);
-        try {
-          if (workerOptions.bridges?.length)
-            bridges = engine.startBridges(workerOptions.bridges, worker.metrics?.registry);
-        } catch (err) {
-          await stop();
-          throw err;
-        }
-        return {
-          id: worker.id,
-          stats: worker.stats,
-          metrics: worker.metrics,
-          stop,
-          ended,
-        };
-      } catch (err) {
-        await workerClosing?.end();
-        throw explainConnectError(err);
-      }
+      const retention = options.retention;
+      const deps = {
+        pool,
+        ownPool,
+        connections,
+        guard,
+        sagas: config.sagas,
+        codec,
+        retention,
+        logger,
+        workers,
+        engine,
+      };
+      return runEngineWorker(deps, workerOptions);
     },
 
     startBridges(bridges, registry) {

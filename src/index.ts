@@ -18,7 +18,9 @@ export type {
 } from "./definition.js";
 export { createSagaEngine } from "./engine.js";
 export type { SagaEngine, SagaInstance, SagaPage, SagaState, SagaStepView } from "./engine.js";
-export type { EngineOptions, ListOptions, StartOptions } from "./options.js";
+export type { EngineOptions } from "./options.js";
+export type { ListOptions } from "./list-options.js";
+export type { StartOptions } from "./start-options.js";
 export type { SagaMetrics } from "./sql/saga-metrics.js";
 export type { DashboardHandler, DashboardOptions } from "./dashboard/types.js";
 export { checkHealth } from "./health.js";

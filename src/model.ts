@@ -1,6 +1,7 @@
 /**
  * The saga model: the states a saga and its steps can be in, the saga as a transition sees it, the claims a
- * worker takes, and how an attempt ends. Types and constants only: this module imports nothing of the worker,
+ * worker takes, how an attempt ends, and what a saga id looks like. Types, constants and one check: this
+ * module imports nothing of the worker,
  * so the decision code, the transitions and the queries all depend on it and never on each other for these.
  */
 import type { StepDefinition } from "./definition.js";
@@ -31,6 +32,11 @@ export type StepStatus =
   | "skipped";
 
 export type CompensationCause = "failure" | "cancel" | "timeout";
+
+/** Whether `value` is a saga id: a uuid in its hyphenated form (as saga.instances.id prints). */
+export const isUuid = (value: string): boolean => UUID.test(value);
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const TERMINAL_STATES: ReadonlySet<SagaState> = new Set(
   SAGA_STATES.filter((s) => s !== "running" && s !== "compensating"),

@@ -5,7 +5,7 @@ import type { Executor } from "../executor.js";
 import { checkHealth } from "../health.js";
 import { SagaError } from "../errors.js";
 import { type SagaInstance, toInstance } from "../instance-view.js";
-import { decodeCursor, encodeCursor } from "../options.js";
+import { decodeCursor, encodeCursor } from "../list-options.js";
 import { type StuckSaga, readStuck } from "../sql/stuck-sagas.js";
 import type { HealthReport } from "../health.js";
 import type { DeadLetter } from "../relay/types.js";

@@ -1,5 +1,6 @@
 import { toMs } from "../duration.js";
 import { SagaError } from "../errors.js";
+import { isUuid } from "../model.js";
 import { type RetryPolicy, isRetryPolicy, retry } from "../retry.js";
 import type { EventFilter, RelayOptions, RetentionOptions, SubscribeOptions } from "./types.js";
 
@@ -56,8 +57,6 @@ const DEFAULTS = Object.freeze({
   retentionMaxBatches: 10,
 });
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 function invalid(message: string): never {
   throw new SagaError("INVALID_OPTIONS", message);
 }
@@ -103,7 +102,7 @@ export function resolveSubscribe(filter: EventFilter, options: SubscribeOptions)
     filter: Object.freeze({
       types: list(filter.types, "types"),
       names: list(filter.names, "names"),
-      sagaIds: list(filter.sagaIds, "sagaIds", (s) => UUID.test(s)),
+      sagaIds: list(filter.sagaIds, "sagaIds", isUuid),
     }),
     durable,
     fromNow: o.from === "now",

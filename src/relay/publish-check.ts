@@ -1,4 +1,5 @@
 import { SagaError } from "../errors.js";
+import { isStorableString, toJsonb } from "../jsonb.js";
 import type { AppEvent } from "./types.js";
 
 /** Prefixes of the engine's own event types: an application event may not pretend to be one. */
@@ -26,17 +27,16 @@ export function checkAppEvents(
       bad(`type must be a non-empty string of at most ${MAX_TYPE} characters`, i);
     const reserved = RESERVED.find((p) => e.type.startsWith(p));
     if (reserved) bad(`type "${e.type}" uses the engine's reserved prefix "${reserved}"`, i);
-    if (e.key !== undefined && (typeof e.key !== "string" || e.key.length > 1_000))
-      bad("key must be a string of at most 1000 characters", i);
-    let payload: string | undefined;
-    try {
-      payload = JSON.stringify(e.payload === undefined ? {} : e.payload);
-    } catch (err) {
-      bad(`payload cannot be serialized to JSON: ${(err as Error).message}`, i);
-    }
+    if (
+      e.key !== undefined &&
+      (typeof e.key !== "string" || e.key.length > 1_000 || !isStorableString(e.key))
+    )
+      bad("key must be a string of at most 1000 characters, without NUL characters or lone surrogates", i);
+    // jsonb.ts's check: a NUL character or lone surrogate is refused, text that spells `\u0000` is not.
+    const json = toJsonb(e.payload === undefined ? {} : e.payload);
+    if (!json.ok) bad(`payload ${json.message}`, i);
+    const payload = json.text;
     if (payload === undefined) bad("payload cannot be serialized to JSON", i);
-    if (payload.includes("\\u0000"))
-      bad("payload contains a NUL character (\\u0000), which jsonb cannot store", i);
     const bytes = Buffer.byteLength(payload);
     if (bytes > maxPayloadBytes) {
       throw new SagaError(

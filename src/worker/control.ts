@@ -7,12 +7,10 @@
 import type pg from "pg";
 import { type Subscriber, createListener } from "../listen.js";
 import type { Logger } from "../logger.js";
-import { AbortError } from "../model.js";
+import { AbortError, isUuid } from "../model.js";
 
 /** The claims this process runs: controller → `sagaId/kind/index`. */
 export type ActiveClaims = ReadonlyMap<AbortController, string>;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // Primary keys of steps (saga_id prefix) and of cancel_requests. A step of ours marked failed by a cancel or a
 // deadline (interrupt, in decide.ts) is still leased to us while its handler runs; a running step of a saga
@@ -79,7 +77,7 @@ export async function listenForControl(
   );
   subscriber.notifications.on("saga_control", (message: unknown) => {
     const id = (message as { id?: unknown } | null)?.id;
-    if (typeof id !== "string" || !UUID.test(id) || !runningSagas(active).includes(id)) return;
+    if (typeof id !== "string" || !isUuid(id) || !runningSagas(active).includes(id)) return;
     abortInterrupted(pool, workerId, active, [id]).catch((err: unknown) =>
       logger.warn("could not read a saga's cancel state; the next heartbeat checks again", {
         sagaId: id,

@@ -1,6 +1,6 @@
 import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import type pg from "pg";
-import type { AnySaga } from "../definition.js";
+import { type AnySaga, sagaKey } from "../definition.js";
 import { sqlState, withTransaction } from "../db.js";
 import type { Executor } from "../executor.js";
 import { lockInstance } from "../sql/lock-instance.js";
@@ -177,7 +177,7 @@ async function recoverLocked(
   self?: ReaperSelf,
 ): Promise<boolean> {
   const saga = await lockInstance(db, orphan.saga_id);
-  const def = saga && sagas.get(`${saga.name}@${saga.version}`);
+  const def = saga && sagas.get(sagaKey(saga.name, saga.version));
   if (!saga || !def) return false;
   const t = new Transition(saga, codec);
   const row = t.step(orphan.index);

@@ -24,7 +24,7 @@ import type { WorkerEnv } from "./worker-env.js";
 export type { SagaWorker, WorkerOptions } from "./worker-options.js";
 import type { SagaWorker, WorkerOptions } from "./worker-options.js";
 
-export const sagaTask = (def: AnySaga) => `saga:${def.name}@${def.version}`;
+export const sagaTask = (def: AnySaga) => `saga:${def.key}`;
 
 /** Records each definition; refuses one whose steps changed under the same version number. */
 async function registerDefinitions(pool: pg.Pool, sagas: readonly AnySaga[]): Promise<void> {
@@ -62,7 +62,7 @@ export async function startWorker(
   const heartbeatMs = options.heartbeatInterval ?? 2_000;
   const deadAfterMs = options.deadWorkerAfter ?? 15_000;
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const byKey = new Map(sagas.map((s) => [`${s.name}@${s.version}`, s]));
+  const byKey = new Map(sagas.map((s) => [s.key, s]));
   const relayOptions = options.relay === false ? null : resolveRelay(options.relay);
   const retention = resolveRetention(options.retention);
   await registerDefinitions(pool, sagas);

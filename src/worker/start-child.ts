@@ -9,7 +9,7 @@ import { type AnySaga, assertRunnable } from "../definition.js";
 import type { Executor } from "../executor.js";
 import { type PayloadCodec } from "../codec/codec.js";
 import { encodeInput } from "../codec/rows.js";
-import { checkStart } from "../options.js";
+import { checkStart } from "../start-options.js";
 import { startSaga } from "../sql/start-saga.js";
 
 /** The same ceiling as engine.start()'s default maxPayloadBytes. */

@@ -4,6 +4,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { CliError, type Cli } from "../context.js";
+import { isUuid } from "../../model.js";
 import { brief, formatTime } from "../format.js";
 import { parseInteger } from "./read.js";
 
@@ -46,10 +47,8 @@ const AFTER_SQL = `select ${COLUMNS} from saga.outbox o
 
 const TAIL_SQL = `select ${COLUMNS} from saga.outbox o where ${FILTERS} order by o.xid desc, o.id desc limit $4`;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export async function eventsCommand(cli: Cli, o: EventsCommandOptions): Promise<void> {
-  if (o.saga !== undefined && !UUID.test(o.saga))
+  if (o.saga !== undefined && !isUuid(o.saga))
     throw new CliError(
       "INVALID_OPTIONS",
       `--saga takes a saga id (a uuid, as pg-saga list prints it); got ${JSON.stringify(o.saga)}`,

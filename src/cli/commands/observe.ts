@@ -1,4 +1,5 @@
 /** `pg-saga stats`, `stuck` and `health`: how the installation is doing. */
+import { sagaKey } from "../../definition.js";
 import type { HealthReport } from "../../health.js";
 import { type StuckReason, readStuck } from "../../sql/stuck-sagas.js";
 import { SAGA_STATES } from "../../model.js";
@@ -83,7 +84,7 @@ export async function stuckCommand(
       ["id", "saga", "state", "reason", "step", "retry at", "for", "detail"],
       rows.map((r) => [
         r.id,
-        `${r.name}@${r.version}`,
+        sagaKey(r.name, r.version),
         r.state,
         cli.c.yellow(r.reason),
         r.step ?? "",

@@ -1,5 +1,6 @@
 /** `pg-saga list` and `pg-saga show <id>`: sagas as tables, and one saga's timeline. */
 import type { SagaInstance, SagaState, SagaStepView } from "../../engine.js";
+import { sagaKey } from "../../definition.js";
 import { toMs } from "../../duration.js";
 import { SAGA_STATES } from "../../model.js";
 import { CliError, type Cli } from "../context.js";
@@ -89,7 +90,7 @@ export async function listCommand(cli: Cli, o: ListCommandOptions): Promise<void
     if (page.length === 0) return cli.c.dim("no sagas match");
     const rows = page.map((s) => [
       s.id,
-      `${s.name}@${s.version}`,
+      sagaKey(s.name, s.version),
       paintState(cli.c, s.state),
       formatTime(s.createdAt),
       formatDuration(between(s.createdAt, s.finishedAt ?? new Date())),
@@ -157,7 +158,7 @@ function withUnreachedSteps(saga: SagaInstance, defined: { name: string }[]): Sa
 function renderTimeline(cli: Cli, saga: SagaInstance, steps: SagaStepView[], events: EventRow[]): string {
   const { c } = cli;
   const lines = [
-    `${c.bold(`saga ${saga.id}`)}  ${saga.name}@${saga.version}  ${paintState(c, saga.state)}`,
+    `${c.bold(`saga ${saga.id}`)}  ${sagaKey(saga.name, saga.version)}  ${paintState(c, saga.state)}`,
     `  created ${formatTime(saga.createdAt)}   updated ${formatTime(saga.updatedAt)}   ${
       saga.finishedAt
         ? `finished ${formatTime(saga.finishedAt)} (took ${formatDuration(between(saga.createdAt, saga.finishedAt))})`

@@ -100,7 +100,7 @@ export async function loadSagas(specs: string[], cwd = process.cwd()): Promise<A
         `${spec} exports no saga definitions: export the values defineSaga() returns`,
         2,
       );
-    for (const saga of sagas) found.set(`${saga.name}@${saga.version}`, saga);
+    for (const saga of sagas) found.set(saga.key, saga);
   }
   return [...found.values()];
 }
@@ -135,7 +135,7 @@ export async function workerCommand(cli: Cli, o: WorkerCommandOptions): Promise<
       abortGrace,
       ...(metricsPort === undefined ? {} : { metrics: { port: metricsPort } }),
     });
-    const keys = sagas.map((s) => `${s.name}@${s.version}`);
+    const keys = sagas.map((s) => s.key);
     const metricsUrl = worker.metrics?.url ?? null;
     logger.info("worker started", { workerId: worker.id, sagas: keys, concurrency, metricsUrl });
     cli.print(
