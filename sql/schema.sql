@@ -562,13 +562,16 @@ begin
           'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
           'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
           'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
-          'error', s.error) order by s.index)
-        from saga.steps s where s.saga_id = i.id), '[]'::json),
-      -- The children of .child() steps (instances_parent_id_parent_step_key); a result only while its step waits.
-      'children', (select json_agg(json_build_object('id', c.id, 'step', c.parent_step, 'state', c.state,
-          'error', c.error, 'result', case when c.state = 'completed' and exists (select 1 from saga.steps w
-            where w.saga_id = i.id and w.index = c.parent_step and w.status = 'running') then c.result end))
-        from saga.instances c where c.parent_id = i.id and c.parent_step is not null))
+          'error', s.error,
+          -- A .child() step's child (sql/children.sql), looked up only where a decision may need it: a step
+          -- waiting without a lease, or any step of a compensating saga; {"id": null} when it has none. Its
+          -- result only while the step waits. instances_parent_id_parent_step_key.
+          'child', case when i.state = 'compensating' or (s.status = 'running' and s.lease_owner is null) then
+            coalesce((select json_build_object('id', c.id, 'state', c.state, 'error', c.error,
+               'result', case when s.status = 'running' and c.state = 'completed' then c.result end)
+             from saga.instances c where c.parent_id = i.id and c.parent_step = s.index), json_build_object('id', null))
+            end) order by s.index)
+        from saga.steps s where s.saga_id = i.id), '[]'::json))
     from saga.instances i where i.id = p_id);
 end $$;
 

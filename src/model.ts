@@ -57,15 +57,12 @@ export interface LockedSaga {
   seq: number;
   error: Record<string, unknown> | null;
   steps: StepRow[];
-  /** The children of `.child()` steps; null when none (src/worker/children.ts). */
-  children?: ChildRow[] | null;
 }
 
-/** A child saga as its parent's transitions see it. */
+/** A `.child()` step's child saga as its parent's transitions see it (src/worker/children.ts). */
 export interface ChildRow {
-  id: string;
-  /** The parent step's index. */
-  step: number;
+  /** Null: the step has no child (it never started one). */
+  id: string | null;
   state: SagaState;
   error: Record<string, unknown> | null;
   /** Only while the parent step waits for it (and the child completed). */
@@ -85,6 +82,11 @@ export interface StepRow {
   /** Whether a scheduled retry is due by the database clock (true when none is scheduled). */
   due: boolean;
   error: { code?: string; outcome?: string } | null;
+  /**
+   * A `.child()` step's child: read only while the step waits for it, or while the saga compensates; null or
+   * absent when not read.
+   */
+  child?: ChildRow | null;
 }
 
 /** A step handler this worker now holds the lease for. */

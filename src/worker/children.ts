@@ -42,8 +42,8 @@ export interface StepRecorder {
   planNext(t: Transition, def: AnySaga, env: DecideEnv): Claim | null;
 }
 
-const childOf = (t: Transition, index: number): ChildRow | undefined =>
-  t.saga.children?.find((c) => c.step === index);
+/** The step's child as read with the saga; undefined when it was not read (see saga._state). */
+const childOf = (t: Transition, index: number): ChildRow | undefined => t.step(index)?.child ?? undefined;
 
 /** The saga's current step is a child step: start its child, wait for it, or record how it ended. */
 export function advanceChild(
@@ -58,7 +58,7 @@ export function advanceChild(
   // Parked: running without a lease. Anything else (a retry not due yet) is not this decision's.
   if (row.status !== "running" || row.lease_owner !== null) return null;
   const child = childOf(t, step.index);
-  if (!child || !TERMINAL_STATES.has(child.state)) return null;
+  if (!child?.id || !TERMINAL_STATES.has(child.state)) return null;
   const claim = adopt(t, env, step, row);
   if (child.state === "completed") rec.recordSuccess(t, def, env, claim, child.result ?? null, 0);
   else rec.recordFailure(t, def, env, claim, childFailed(step, child), "error");
@@ -172,7 +172,12 @@ export function cancelChildren(t: Transition, def: AnySaga, index: number, reaso
  * ended without completing has nothing left to undo. `replan` goes on with the saga's compensation once the
  * step is settled.
  */
-export function compensateChild(t: Transition, row: StepRow, replan: () => Claim | null): Claim | null {
+export function compensateChild(
+  t: Transition,
+  row: StepRow,
+  replan: () => Claim | null,
+  only?: number,
+): Claim | null {
   const child = childOf(t, row.index);
   const fence = {
     status: row.status,
@@ -202,7 +207,12 @@ export function compensateChild(t: Transition, row: StepRow, replan: () => Claim
       });
     return replan();
   };
-  if (!child) return settle(null);
+  // Not read with the saga (it began compensating in this transition): decide again from a fresh read.
+  if (!child) {
+    t.job({ id: t.saga.id, ...(only === undefined ? {} : { step: only }) });
+    return null;
+  }
+  if (child.id === null) return settle(null);
   switch (child.state) {
     case "running":
     case "compensating":

@@ -81,7 +81,7 @@ function claimCompensation(
   const step = def.steps[row.index];
   if (!step) return null;
   // A child step is undone by its child saga (children.ts); the compensation goes on once it has.
-  if (step.kind === "child") return compensateChild(t, row, () => planCompensation(t, def, env, only));
+  if (step.kind === "child") return compensateChild(t, row, () => planCompensation(t, def, env, only), only);
   const attempt = row.compensation_attempt + 1;
   const outcome = isUnknown(row) ? "unknown" : "succeeded";
   t.patchStep({

@@ -37,10 +37,12 @@ export class Transition {
   ) {
     saga.data = decodeValue(codec, saga.data);
     saga.error = decodeError(codec, saga.error);
-    for (const step of saga.steps) step.error = decodeError(codec, step.error);
-    for (const child of saga.children ?? []) {
-      child.result = decodeValue(codec, child.result);
-      child.error = decodeError(codec, child.error);
+    for (const step of saga.steps) {
+      step.error = decodeError(codec, step.error);
+      if (step.child) {
+        step.child.result = decodeValue(codec, step.child.result);
+        step.child.error = decodeError(codec, step.child.error);
+      }
     }
   }
 
