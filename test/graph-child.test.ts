@@ -10,7 +10,7 @@ const db = useTestDatabase();
 let family: ReturnType<typeof childSagas>;
 const t = useEngine(db, () => {
   family = childSagas(db.pool);
-  return [family.top, family.mid, family.leaf, family.spawner];
+  return Object.values(family);
 });
 
 beforeAll(async () => {
@@ -140,7 +140,7 @@ describe("child sagas", () => {
   it("a worker of concurrency 1 runs parent, child and grandchild: a waiting parent holds no slot", async () => {
     const engine: SagaEngine = createSagaEngine({
       connectionString: db.url,
-      sagas: [family.top, family.mid, family.leaf, family.spawner],
+      sagas: Object.values(family),
     });
     const worker = await engine.runWorker({ concurrency: 1, pollInterval: 100 });
     try {
@@ -280,5 +280,41 @@ describe("child sagas", () => {
       expect(leaf.state).toBe("completed");
       expect(leaf.parentId).toBe(id);
     }
+  });
+
+  it("a child step's timeout is the child's deadline: the child ends timed_out and the step fails", async () => {
+    const { id } = await t.engine.start(family.timeboxed, { n: 9 });
+    const done = await t.engine.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe("compensated");
+    const [leaf] = await descendants(id);
+    expect(leaf?.state).toBe("timed_out");
+    expect(done.steps[1]?.error).toMatchObject({ code: "CHILD_FAILED", details: { state: "timed_out" } });
+    expect(await effects([id, leaf!.id])).toEqual([
+      "do:tb-before",
+      "do:leaf-work",
+      "undo:leaf-work",
+      "undo:tb-before",
+    ]);
+  });
+
+  it("an input the child's schema refuses fails the step for good before any child starts", async () => {
+    const { id } = await t.engine.start(family.badInput, { n: 10 });
+    const done = await t.engine.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe("compensated");
+    expect(done.steps[1]).toMatchObject({ status: "failed", attempt: 1, error: { code: "INVALID_INPUT" } });
+    expect(await descendants(id)).toEqual([]);
+    expect(await effects([id])).toEqual(["do:bi-before", "undo:bi-before"]);
+  });
+
+  it("the parallel compensation strategy undoes a completed child through the child's own compensation", async () => {
+    const { id } = await t.engine.start(family.parallelUndo, { n: 11 });
+    const done = await t.engine.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe("compensated");
+    const [leaf] = await descendants(id);
+    expect(leaf?.state).toBe("compensated");
+    expect(done.steps.map((s) => s.status)).toEqual(["compensated", "compensated", "failed"]);
+    expect((await effects([id, leaf!.id])).sort()).toEqual(
+      ["do:leaf-work", "do:pu-before", "undo:leaf-work", "undo:pu-before"].sort(),
+    );
   });
 });
