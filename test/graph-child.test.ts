@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import { z } from "zod";
-import { SagaError, createSagaEngine, defineSaga, type SagaEngine } from "../src/index.js";
+import { randomBytes } from "node:crypto";
+import { SagaError, aes256gcm, createSagaEngine, defineSaga, type SagaEngine } from "../src/index.js";
 import { CHILD_TABLES, childSagas } from "./fixtures/child-sagas.js";
 import { useTestDatabase } from "./helpers/database.js";
 import { eventTrail, useEngine } from "./helpers/engine.js";
@@ -137,22 +138,48 @@ describe("child sagas", () => {
     ]);
   });
 
-  it("a worker of concurrency 1 runs parent, child and grandchild: a waiting parent holds no slot", async () => {
+  /** Runs `fn` on its own engine and worker while the shared worker sleeps. */
+  async function alone(
+    options: { concurrency: number; codec?: ReturnType<typeof aes256gcm> },
+    fn: (engine: SagaEngine) => Promise<void>,
+  ) {
     const engine: SagaEngine = createSagaEngine({
       connectionString: db.url,
       sagas: Object.values(family),
+      ...(options.codec ? { codec: options.codec } : {}),
     });
-    const worker = await engine.runWorker({ concurrency: 1, pollInterval: 100 });
+    const worker = await engine.runWorker({ concurrency: options.concurrency, pollInterval: 100 });
     try {
-      // The shared worker sleeps through this one: only the single-slot worker may run these.
       await t.worker.stop();
-      const { id } = await engine.start(family.top, { n: 3 });
-      expect((await engine.waitFor(id, { timeoutMs: 30_000 })).result).toEqual({ total: 93, mid: true });
+      await fn(engine);
     } finally {
       await worker.stop();
       await engine.close();
       t.worker = await t.engine.runWorker({ concurrency: 8, pollInterval: 100 });
     }
+  }
+
+  it("a worker of concurrency 1 runs parent, child and grandchild: a waiting parent holds no slot", async () => {
+    await alone({ concurrency: 1 }, async (engine) => {
+      const { id } = await engine.start(family.top, { n: 3 });
+      expect((await engine.waitFor(id, { timeoutMs: 30_000 })).result).toEqual({ total: 93, mid: true });
+    });
+  });
+
+  it("with a codec, a child's input and result are stored encrypted and reach the parent decrypted", async () => {
+    await alone(
+      { concurrency: 4, codec: aes256gcm({ keys: { k1: randomBytes(32) }, current: "k1" }) },
+      async (engine) => {
+        const { id } = await engine.start(family.top, { n: 12 });
+        expect((await engine.waitFor(id, { timeoutMs: 30_000 })).result).toEqual({ total: 363, mid: true });
+        const { rows } = await db.pool.query<{ input: unknown; result: unknown }>(
+          "select input, result from saga.instances where parent_id = $1",
+          [id],
+        );
+        expect(rows[0]?.input).toMatchObject({ $encrypted: "k1" });
+        expect(rows[0]?.result).toMatchObject({ $encrypted: "k1" });
+      },
+    );
   });
 
   it("compensating the parent compensates its completed child, which compensates its own", async () => {
