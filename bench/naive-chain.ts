@@ -5,7 +5,7 @@
  */
 import pg from "pg";
 import { type Task, run } from "graphile-worker";
-import { quietWorkerLogger } from "../src/migrate.js";
+import { quietWorkerLogger } from "../src/graphile/boundary.js";
 import {
   type BenchOptions,
   backendCpuSeconds,

@@ -12,7 +12,7 @@ declare
 begin
   select p.name, p.version into v from saga.instances p where p.id = p_parent;
   if found then
-    perform graphile_worker.add_job(saga._task(v.name, v.version), json_build_object('id', p_parent));
+    perform saga._add_job(saga._task(v.name, v.version), json_build_object('id', p_parent));
   end if;
 end $$;
 --> statement-breakpoint
@@ -58,24 +58,24 @@ begin
     select v_id, 1, 'saga.started', p_spec->>'name', jsonb_strip_nulls(jsonb_build_object('version',
       (p_spec->>'version')::int, 'parentId', p_parent, 'parentStep', v_step, 'deadline', v_deadline)), i.tenant
     from saga.instances i where i.id = v_id;
-    perform graphile_worker.add_job(v_task, json_build_object('id', v_id));
+    perform saga._add_job(v_task, json_build_object('id', v_id));
     if v_deadline is not null then
-      perform graphile_worker.add_job(v_task, json_build_object('id', v_id, 'deadline', true), run_at => v_deadline);
+      perform saga._add_job(v_task, json_build_object('id', v_id, 'deadline', true), v_deadline);
     end if;
   elsif p_spec->>'op' = 'cancel' then
     -- The same request saga.cancel writes: the child's worker performs it, and cancels the child's own children.
     for c in select i.id, i.name, i.version from saga.instances i
              where i.parent_id = p_parent and i.parent_step is not null and i.state = 'running' loop
       insert into saga.cancel_requests (saga_id, reason) values (c.id, p_spec->>'reason') on conflict (saga_id) do nothing;
-      perform graphile_worker.add_job(saga._task(c.name, c.version),
-        json_build_object('id', c.id, 'cancel', p_spec->>'reason', 'by', 'parent saga ' || p_parent), priority => -10);
+      perform saga._add_job(saga._task(c.name, c.version),
+        json_build_object('id', c.id, 'cancel', p_spec->>'reason', 'by', 'parent saga ' || p_parent), null, -10);
       perform pg_notify('saga_control', json_build_object('id', c.id)::text);
     end loop;
   elsif p_spec->>'op' = 'compensate' then
     select i.name, i.version into c from saga.instances i
     where i.id = (p_spec->>'id')::uuid and i.parent_id = p_parent and i.state = 'completed';
     if found then
-      perform graphile_worker.add_job(saga._task(c.name, c.version),
+      perform saga._add_job(saga._task(c.name, c.version),
         json_build_object('id', p_spec->>'id', 'compensate', p_spec->>'reason'));
     end if;
   else

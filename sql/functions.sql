@@ -17,29 +17,8 @@ create or replace function saga._task(p_name text, p_version int) returns text
 language sql immutable parallel safe as $$ select 'saga:' || p_name || '@' || p_version $$;
 --> statement-breakpoint
 
--- A graphile-worker job written without graphile_worker.add_job's NOTIFY "jobs:insert". A NOTIFY inside a
--- transaction holds a cluster-wide lock from its commit until the commit's WAL flush ends, so every
--- notifying transaction commits one after another: in the caller's transaction of start() it would
--- serialize the application's own writes. The workers are woken after the commit instead: by the engine
--- (its own transaction), or by the outbox relay when it publishes the saga.started event (saga._relay_publish).
-create or replace function saga._enqueue(p_task text, p_payload json, p_run_at timestamptz default null)
-returns void
-language plpgsql as $$
-declare
-  v_task_id int;
-begin
-  select t.id into v_task_id from graphile_worker._private_tasks t where t.identifier = p_task;
-  if v_task_id is null then
-    insert into graphile_worker._private_tasks as t (identifier) values (p_task) on conflict do nothing;
-    select t.id into v_task_id from graphile_worker._private_tasks t where t.identifier = p_task;
-  end if;
-  insert into graphile_worker._private_jobs (task_id, payload, run_at)
-  values (v_task_id, p_payload, coalesce(p_run_at, now()));
-end $$;
---> statement-breakpoint
-
 -- Writes a new instance, its saga.started event and its first job in the caller's transaction:
--- one round trip, and no NOTIFY (see saga._enqueue). An idempotency key that is taken returns the existing
+-- one round trip, and no NOTIFY (see saga._enqueue in sql/graphile.sql). An idempotency key that is taken returns the existing
 -- id with created = false.
 create or replace function saga._start(
   p_name text, p_version int, p_input jsonb, p_idempotency_key text, p_metadata jsonb,
@@ -186,15 +165,13 @@ begin
 
   for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop
     if j ? 'done' then
-      -- The job running this transition has nothing left to do: it ends in this commit, so graphile-worker's
-      -- own completion afterwards deletes nothing (a commit without WAL), and a crash between the two leaves
-      -- no job to run again.
-      delete from graphile_worker._private_jobs where id = (j->>'done')::bigint;
+      -- The job running this transition has nothing left to do: it ends in this commit (sql/graphile.sql).
+      perform saga._job_done((j->>'done')::bigint);
     elsif j ? 'child' then
       perform saga._child_job(p_id, j->'child');
     else
-      perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
-        run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
+      perform saga._add_job(saga._task(v_name, v_version), (j->'payload')::json,
+        case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
     end if;
   end loop;
 

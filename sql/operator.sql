@@ -121,86 +121,63 @@ begin
   if v.state = 'running' then
     insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
     on conflict (saga_id) do nothing;
-    perform graphile_worker.add_job(saga._task(v.name, v.version),
+    perform saga._add_job(saga._task(v.name, v.version),
       -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
-      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), priority => -10);
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), p_priority => -10);
     perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
 end $$;
 --> statement-breakpoint
 
--- An operator's retry, the same transition as engine.retry() (src/worker/resume.ts), written by saga._apply:
--- `failed` resumes forward from the failed step with a fresh attempt budget; `compensation_failed` resumes the
--- compensations that ran out of attempts. Returns the new state.
+-- Asks for an operator's retry: the worker that has the saga's definition performs it, with the code
+-- engine.retry() runs (src/worker/resume.ts), so the retry is decided in one place: `failed` resumes forward
+-- from the failed step with a fresh attempt budget; `compensation_failed` resumes the compensations that ran
+-- out of attempts. Takes no instance row lock: it reads the state, records the request in saga.retry_requests
+-- (who asked: the session's login role; why; the saga's seq, so a request for a saga that has moved on since is
+-- dropped) and queues a job. Returns the state the retry moves the saga to: `running` or `compensating`.
 create or replace function saga.retry(p_id uuid, p_reason text default null) returns text
 language plpgsql as $$
 declare
-  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found (nor locked).
-  v jsonb := case when exists (select 1 from saga.instances i where i.id = p_id and saga._tenant_visible(i.tenant))
-    then saga._lock(p_id)::jsonb end;
-  v_seq int;
-  v_note jsonb;
-  v_step jsonb;
-  v_steps jsonb;
+  v record;
+  v_queued boolean;
 begin
-  if v is null then
+  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found.
+  select i.id, i.name, i.version, i.state, i.seq into v from saga.instances i
+  where i.id = p_id and saga._tenant_visible(i.tenant);
+  if not found then
     raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
   end if;
-  v_seq := (v->>'seq')::int + 1;
-  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
-  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', session_user, 'reason', p_reason));
-  if v->>'state' = 'failed' then
-    select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
-    perform saga._apply(p_id,
-      jsonb_build_object('state', 'running', 'error', null, 'compensation_cause', null, 'finished', false, 'seq', v_seq),
-      case when v_step is null then '[]'::jsonb else jsonb_build_array(jsonb_build_object(
-        'index', v_step->'index', 'name', v_step->'name', 'status', 'pending', 'attempt_base', v_step->'attempt',
-        'lease_owner', null, 'error', null, 'finished', false)) end,
-      jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('seq', v_seq, 'type', 'saga.step.retrying',
-        'step', v_step->'name', 'payload', v_note || jsonb_build_object('attempt', coalesce((v_step->>'attempt')::int, 0), 'delayMs', 0)))),
-      -- No step row: it failed before its first step (invalid input from SQL): validate again.
-      jsonb_build_array(jsonb_build_object('payload', case when v_step is null
-        then jsonb_build_object('id', p_id, 'validate', true) else jsonb_build_object('id', p_id) end)),
-      null);
-    return 'running';
-  elsif v->>'state' = 'compensation_failed' then
-    select coalesce(jsonb_agg(jsonb_build_object('index', s->'index', 'name', s->'name', 'status', 'compensating',
-        'compensation_attempt_base', s->'compensation_attempt', 'lease_owner', null, 'compensation_finished', false)
-        order by (s->>'index')::int), '[]'::jsonb)
-      into v_steps
-    from jsonb_array_elements(v->'steps') s where s->>'status' = 'compensation_failed';
-    perform saga._apply(p_id,
-      jsonb_build_object('state', 'compensating', 'error', coalesce(v->'error'->'details'->'cause', 'null'::jsonb),
-        'finished', false, 'seq', v_seq),
-      v_steps,
-      jsonb_build_array(jsonb_build_object('seq', v_seq, 'type', 'compensation.started',
-        'payload', v_note || jsonb_build_object('resumed', true, 'cause', v->'compensation_cause'))),
-      jsonb_build_array(jsonb_build_object('payload', jsonb_build_object('id', p_id))),
-      null);
-    return 'compensating';
+  if v.state not in ('failed', 'compensation_failed') then
+    raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v.state
+      using errcode = 'SG412';
   end if;
-  raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v->>'state'
-    using errcode = 'SG412';
+  -- One request per saga state: a second retry of the same state is refused, as it would be once the worker
+  -- performed the first; a request left from an earlier state (retried another way since) is replaced.
+  insert into saga.retry_requests as r (saga_id, seq, reason, requested_by)
+  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+  values (p_id, v.seq, p_reason, session_user)
+  on conflict (saga_id) do update
+    set seq = excluded.seq, reason = excluded.reason, requested_by = excluded.requested_by, requested_at = now()
+    where r.seq <> excluded.seq
+  returning true into v_queued;
+  if v_queued is null then
+    raise exception 'saga.retry: saga % is %, and a retry of it is already queued for its worker', p_id, v.state
+      using errcode = 'SG412';
+  end if;
+  perform saga._add_job(saga._task(v.name, v.version), json_build_object('id', p_id, 'retry', true));
+  return case v.state when 'failed' then 'running' else 'compensating' end;
 end $$;
 --> statement-breakpoint
 
--- graphile-worker's jobs of each saga. plpgsql, so that this migration does not need graphile-worker's schema,
--- which is migrated after pg-saga's.
+-- graphile-worker's jobs of each saga (saga._job_counts, sql/graphile.sql). plpgsql, so that the view below can
+-- be created before that file is applied and before graphile-worker's schema exists (it is migrated after
+-- pg-saga's).
 create or replace function saga._saga_jobs()
 returns table (saga_id text, runnable bigint, exhausted bigint, last_error text)
 language plpgsql stable as $$
 begin
-  return query
-  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
-    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
-  from graphile_worker._private_jobs j
-  join graphile_worker._private_tasks t on t.id = j.task_id
-  where t.identifier like 'saga:%'
-    -- Past row-level security (SECURITY DEFINER): only the jobs of the session's tenant's sagas.
-    and (saga._tenant() is null or exists (select 1 from saga.instances i
-                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
-  group by 1;
+  return query select * from saga._job_counts();
 end $$;
 --> statement-breakpoint
 

@@ -181,7 +181,7 @@ begin
   -- Sagas started in a caller's transaction (start() with a client, saga.start() in SQL) queued their first
   -- job without waking anyone (saga._enqueue): wake graphile-worker's listeners now that they are committed.
   if v_started > 0 then
-    perform pg_notify('jobs:insert', json_build_object('count', v_started)::text);
+    perform saga._wake_jobs(v_started);
   end if;
 
   if v_more then

@@ -1,5 +1,12 @@
 CREATE SCHEMA saga;
 
+CREATE FUNCTION saga._add_job(p_task text, p_payload json, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_priority integer DEFAULT NULL::integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform graphile_worker.add_job(p_task, p_payload, run_at => p_run_at, priority => p_priority);
+end $$;
+
 CREATE FUNCTION saga._apply(p_id uuid, p_instance jsonb, p_steps jsonb, p_events jsonb, p_jobs jsonb, p_notify text) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -82,15 +89,13 @@ begin
 
   for j in select * from jsonb_array_elements(coalesce(p_jobs, '[]'::jsonb)) loop
     if j ? 'done' then
-      -- The job running this transition has nothing left to do: it ends in this commit, so graphile-worker's
-      -- own completion afterwards deletes nothing (a commit without WAL), and a crash between the two leaves
-      -- no job to run again.
-      delete from graphile_worker._private_jobs where id = (j->>'done')::bigint;
+      -- The job running this transition has nothing left to do: it ends in this commit (sql/graphile.sql).
+      perform saga._job_done((j->>'done')::bigint);
     elsif j ? 'child' then
       perform saga._child_job(p_id, j->'child');
     else
-      perform graphile_worker.add_job(saga._task(v_name, v_version), (j->'payload')::json,
-        run_at => case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
+      perform saga._add_job(saga._task(v_name, v_version), (j->'payload')::json,
+        case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
     end if;
   end loop;
 
@@ -221,24 +226,24 @@ begin
     select v_id, 1, 'saga.started', p_spec->>'name', jsonb_strip_nulls(jsonb_build_object('version',
       (p_spec->>'version')::int, 'parentId', p_parent, 'parentStep', v_step, 'deadline', v_deadline)), i.tenant
     from saga.instances i where i.id = v_id;
-    perform graphile_worker.add_job(v_task, json_build_object('id', v_id));
+    perform saga._add_job(v_task, json_build_object('id', v_id));
     if v_deadline is not null then
-      perform graphile_worker.add_job(v_task, json_build_object('id', v_id, 'deadline', true), run_at => v_deadline);
+      perform saga._add_job(v_task, json_build_object('id', v_id, 'deadline', true), v_deadline);
     end if;
   elsif p_spec->>'op' = 'cancel' then
     -- The same request saga.cancel writes: the child's worker performs it, and cancels the child's own children.
     for c in select i.id, i.name, i.version from saga.instances i
              where i.parent_id = p_parent and i.parent_step is not null and i.state = 'running' loop
       insert into saga.cancel_requests (saga_id, reason) values (c.id, p_spec->>'reason') on conflict (saga_id) do nothing;
-      perform graphile_worker.add_job(saga._task(c.name, c.version),
-        json_build_object('id', c.id, 'cancel', p_spec->>'reason', 'by', 'parent saga ' || p_parent), priority => -10);
+      perform saga._add_job(saga._task(c.name, c.version),
+        json_build_object('id', c.id, 'cancel', p_spec->>'reason', 'by', 'parent saga ' || p_parent), null, -10);
       perform pg_notify('saga_control', json_build_object('id', c.id)::text);
     end loop;
   elsif p_spec->>'op' = 'compensate' then
     select i.name, i.version into c from saga.instances i
     where i.id = (p_spec->>'id')::uuid and i.parent_id = p_parent and i.state = 'completed';
     if found then
-      perform graphile_worker.add_job(saga._task(c.name, c.version),
+      perform saga._add_job(saga._task(c.name, c.version),
         json_build_object('id', p_spec->>'id', 'compensate', p_spec->>'reason'));
     end if;
   else
@@ -283,6 +288,30 @@ CREATE FUNCTION saga._event_message(o saga.outbox) RETURNS text
           'name', o.name, 'key', o.key, 'createdAt', o.created_at, 'payload', o.payload) as m) x
 $$;
 
+CREATE FUNCTION saga._grant_job_queue() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  t text;
+begin
+  if to_regnamespace('graphile_worker') is null or not exists (select 1 from pg_roles where rolname = 'saga_worker')
+  then
+    return;
+  end if;
+  grant usage on schema graphile_worker to saga_worker;
+  grant select, insert, update, delete on all tables in schema graphile_worker to saga_worker;
+  grant usage, select on all sequences in schema graphile_worker to saga_worker;
+  grant execute on all functions in schema graphile_worker to saga_worker;
+  -- graphile-worker enables row-level security on its tables without a policy: a role that does not own them
+  -- sees no job at all (its worker starts and never runs one).
+  for t in select c.relname from pg_class c
+           where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
+             and not exists (select 1 from pg_policies p where p.schemaname = 'graphile_worker'
+                             and p.tablename = c.relname and p.policyname = 'saga_worker') loop
+    execute format('create policy saga_worker on graphile_worker.%I to saga_worker using (true) with check (true)', t);
+  end loop;
+end $$;
+
 CREATE FUNCTION saga._grant_roles() RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -292,7 +321,6 @@ declare
   worker boolean := exists (select 1 from pg_roles where rolname = 'saga_worker');
   app boolean := exists (select 1 from pg_roles where rolname = 'saga_app');
   reader boolean := exists (select 1 from pg_roles where rolname = 'saga_reader');
-  gw boolean := to_regnamespace('graphile_worker') is not null;
 begin
   -- Definer functions run as their owner: a fixed search_path, so no caller's schema can shadow what they call.
   foreach f in array array[
@@ -310,27 +338,15 @@ begin
     grant select, insert, update, delete on all tables in schema saga to saga_worker;
     grant usage, select on all sequences in schema saga to saga_worker;
     grant execute on all functions in schema saga to saga_worker;
-    if gw then
-      grant usage on schema graphile_worker to saga_worker;
-      grant select, insert, update, delete on all tables in schema graphile_worker to saga_worker;
-      grant usage, select on all sequences in schema graphile_worker to saga_worker;
-      grant execute on all functions in schema graphile_worker to saga_worker;
-      -- graphile-worker enables row-level security on its tables without a policy: a role that does not own them
-      -- sees no job at all (its worker starts and never runs one).
-      for t in select c.relname from pg_class c
-               where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
-                 and not exists (select 1 from pg_policies p where p.schemaname = 'graphile_worker'
-                                 and p.tablename = c.relname and p.policyname = 'saga_worker') loop
-        execute format('create policy saga_worker on graphile_worker.%I to saga_worker using (true) with check (true)', t);
-      end loop;
-    end if;
+    -- graphile-worker's schema, when it exists (sql/graphile.sql).
+    perform saga._grant_job_queue();
   end if;
 
   -- Tenant isolation (opt-in, docs/security.md): row-level security on the tables that hold a tenant's sagas and
   -- events. The owner bypasses it (workers and migrate run as the owner or saga_worker, across tenants);
   -- saga_app and saga_reader see a tenant's rows when their session sets saga.tenant, every row when it does not.
   -- Policies are created once, when missing: dropping and creating them would lock the tables on every migrate().
-  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests']) loop
+  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests', 'retry_requests']) loop
     if worker and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
                               and p.policyname = 'saga_worker') then
       execute format('create policy saga_worker on saga.%I to saga_worker using (true) with check (true)', t);
@@ -358,10 +374,35 @@ begin
 
   if reader then
     grant usage on schema saga to saga_reader;
-    grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
+    -- saga.retry_requests: engine.waitFor() waits for a retry that is queued (sql/operator.sql).
+    grant select on saga.instances, saga.steps, saga.events, saga.stuck, saga.retry_requests to saga_reader;
     grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text),
       saga.children(uuid) to saga_reader;
   end if;
+end $$;
+
+CREATE FUNCTION saga._job_counts() RETURNS TABLE(saga_id text, runnable bigint, exhausted bigint, last_error text)
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  return query
+  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
+    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
+  from graphile_worker._private_jobs j
+  join graphile_worker._private_tasks t on t.id = j.task_id
+  where t.identifier like 'saga:%'
+    -- Past row-level security (called by a SECURITY DEFINER function): only the jobs of the session's tenant's
+    -- sagas.
+    and (saga._tenant() is null or exists (select 1 from saga.instances i
+                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
+  group by 1;
+end $$;
+
+CREATE FUNCTION saga._job_done(p_job_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  delete from graphile_worker._private_jobs where id = p_job_id;
 end $$;
 
 CREATE FUNCTION saga._lock(p_id uuid) RETURNS json
@@ -453,7 +494,7 @@ begin
   -- Sagas started in a caller's transaction (start() with a client, saga.start() in SQL) queued their first
   -- job without waking anyone (saga._enqueue): wake graphile-worker's listeners now that they are committed.
   if v_started > 0 then
-    perform pg_notify('jobs:insert', json_build_object('count', v_started)::text);
+    perform saga._wake_jobs(v_started);
   end if;
 
   if v_more then
@@ -476,16 +517,7 @@ CREATE FUNCTION saga._saga_jobs() RETURNS TABLE(saga_id text, runnable bigint, e
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
-  return query
-  select j.payload->>'id', count(*) filter (where j.attempts < j.max_attempts),
-    count(*) filter (where j.attempts >= j.max_attempts), max(j.last_error)
-  from graphile_worker._private_jobs j
-  join graphile_worker._private_tasks t on t.id = j.task_id
-  where t.identifier like 'saga:%'
-    -- Past row-level security (SECURITY DEFINER): only the jobs of the session's tenant's sagas.
-    and (saga._tenant() is null or exists (select 1 from saga.instances i
-                                           where i.id::text = j.payload->>'id' and i.tenant = saga._tenant()))
-  group by 1;
+  return query select * from saga._job_counts();
 end $$;
 
 CREATE FUNCTION saga._stale_after() RETURNS interval
@@ -604,6 +636,13 @@ begin
   return json_build_object('applied', true, 'saga', saga._state(p_id));
 end $$;
 
+CREATE FUNCTION saga._wake_jobs(p_count integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_notify('jobs:insert', json_build_object('count', p_count)::text);
+end $$;
+
 CREATE FUNCTION saga._wake_parent(p_parent uuid) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -612,7 +651,7 @@ declare
 begin
   select p.name, p.version into v from saga.instances p where p.id = p_parent;
   if found then
-    perform graphile_worker.add_job(saga._task(v.name, v.version), json_build_object('id', p_parent));
+    perform saga._add_job(saga._task(v.name, v.version), json_build_object('id', p_parent));
   end if;
 end $$;
 
@@ -634,9 +673,9 @@ begin
   if v.state = 'running' then
     insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
     on conflict (saga_id) do nothing;
-    perform graphile_worker.add_job(saga._task(v.name, v.version),
+    perform saga._add_job(saga._task(v.name, v.version),
       -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
-      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), priority => -10);
+      json_build_object('id', p_id, 'cancel', coalesce(p_reason, 'cancelled'), 'by', session_user), p_priority => -10);
     perform pg_notify('saga_control', json_build_object('id', p_id)::text);
   end if;
   return v.state;
@@ -657,52 +696,34 @@ CREATE FUNCTION saga.retry(p_id uuid, p_reason text DEFAULT NULL::text) RETURNS 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found (nor locked).
-  v jsonb := case when exists (select 1 from saga.instances i where i.id = p_id and saga._tenant_visible(i.tenant))
-    then saga._lock(p_id)::jsonb end;
-  v_seq int;
-  v_note jsonb;
-  v_step jsonb;
-  v_steps jsonb;
+  v record;
+  v_queued boolean;
 begin
-  if v is null then
+  -- A SECURITY DEFINER function is past row-level security: another tenant's saga is not found.
+  select i.id, i.name, i.version, i.state, i.seq into v from saga.instances i
+  where i.id = p_id and saga._tenant_visible(i.tenant);
+  if not found then
     raise exception 'saga.retry: no saga with id %', p_id using errcode = 'SG404';
   end if;
-  v_seq := (v->>'seq')::int + 1;
-  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
-  v_note := jsonb_strip_nulls(jsonb_build_object('manual', true, 'by', session_user, 'reason', p_reason));
-  if v->>'state' = 'failed' then
-    select s into v_step from jsonb_array_elements(v->'steps') s where (s->>'index')::int = (v->>'current_step')::int;
-    perform saga._apply(p_id,
-      jsonb_build_object('state', 'running', 'error', null, 'compensation_cause', null, 'finished', false, 'seq', v_seq),
-      case when v_step is null then '[]'::jsonb else jsonb_build_array(jsonb_build_object(
-        'index', v_step->'index', 'name', v_step->'name', 'status', 'pending', 'attempt_base', v_step->'attempt',
-        'lease_owner', null, 'error', null, 'finished', false)) end,
-      jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('seq', v_seq, 'type', 'saga.step.retrying',
-        'step', v_step->'name', 'payload', v_note || jsonb_build_object('attempt', coalesce((v_step->>'attempt')::int, 0), 'delayMs', 0)))),
-      -- No step row: it failed before its first step (invalid input from SQL): validate again.
-      jsonb_build_array(jsonb_build_object('payload', case when v_step is null
-        then jsonb_build_object('id', p_id, 'validate', true) else jsonb_build_object('id', p_id) end)),
-      null);
-    return 'running';
-  elsif v->>'state' = 'compensation_failed' then
-    select coalesce(jsonb_agg(jsonb_build_object('index', s->'index', 'name', s->'name', 'status', 'compensating',
-        'compensation_attempt_base', s->'compensation_attempt', 'lease_owner', null, 'compensation_finished', false)
-        order by (s->>'index')::int), '[]'::jsonb)
-      into v_steps
-    from jsonb_array_elements(v->'steps') s where s->>'status' = 'compensation_failed';
-    perform saga._apply(p_id,
-      jsonb_build_object('state', 'compensating', 'error', coalesce(v->'error'->'details'->'cause', 'null'::jsonb),
-        'finished', false, 'seq', v_seq),
-      v_steps,
-      jsonb_build_array(jsonb_build_object('seq', v_seq, 'type', 'compensation.started',
-        'payload', v_note || jsonb_build_object('resumed', true, 'cause', v->'compensation_cause'))),
-      jsonb_build_array(jsonb_build_object('payload', jsonb_build_object('id', p_id))),
-      null);
-    return 'compensating';
+  if v.state not in ('failed', 'compensation_failed') then
+    raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v.state
+      using errcode = 'SG412';
   end if;
-  raise exception 'saga.retry: saga % is %; only failed and compensation_failed sagas can be retried', p_id, v->>'state'
-    using errcode = 'SG412';
+  -- One request per saga state: a second retry of the same state is refused, as it would be once the worker
+  -- performed the first; a request left from an earlier state (retried another way since) is replaced.
+  insert into saga.retry_requests as r (saga_id, seq, reason, requested_by)
+  -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
+  values (p_id, v.seq, p_reason, session_user)
+  on conflict (saga_id) do update
+    set seq = excluded.seq, reason = excluded.reason, requested_by = excluded.requested_by, requested_at = now()
+    where r.seq <> excluded.seq
+  returning true into v_queued;
+  if v_queued is null then
+    raise exception 'saga.retry: saga % is %, and a retry of it is already queued for its worker', p_id, v.state
+      using errcode = 'SG412';
+  end if;
+  perform saga._add_job(saga._task(v.name, v.version), json_build_object('id', p_id, 'retry', true));
+  return case v.state when 'failed' then 'running' else 'compensating' end;
 end $$;
 
 CREATE FUNCTION saga.schema_version() RETURNS jsonb
@@ -910,6 +931,14 @@ ALTER TABLE saga.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+CREATE TABLE saga.retry_requests (
+    saga_id uuid NOT NULL,
+    seq integer NOT NULL,
+    reason text,
+    requested_by text NOT NULL,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 CREATE TABLE saga.steps (
     saga_id uuid NOT NULL,
     index integer NOT NULL,
@@ -1082,6 +1111,9 @@ ALTER TABLE ONLY saga.instances
 ALTER TABLE ONLY saga.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY saga.retry_requests
+    ADD CONSTRAINT retry_requests_pkey PRIMARY KEY (saga_id);
+
 ALTER TABLE ONLY saga.steps
     ADD CONSTRAINT steps_saga_id_index_pk PRIMARY KEY (saga_id, index);
 
@@ -1118,6 +1150,8 @@ ALTER TABLE saga.instances ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE saga.outbox ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE saga.retry_requests ENABLE ROW LEVEL SECURITY;
+
 CREATE POLICY saga_tenant ON saga.cancel_requests FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
    FROM saga.instances i
   WHERE ((i.id = cancel_requests.saga_id) AND saga._tenant_visible(i.tenant)))));
@@ -1125,6 +1159,10 @@ CREATE POLICY saga_tenant ON saga.cancel_requests FOR SELECT TO saga_app, saga_r
 CREATE POLICY saga_tenant ON saga.instances FOR SELECT TO saga_app, saga_reader USING (saga._tenant_visible(tenant));
 
 CREATE POLICY saga_tenant ON saga.outbox FOR SELECT TO saga_app, saga_reader USING (saga._tenant_visible(tenant));
+
+CREATE POLICY saga_tenant ON saga.retry_requests FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
+   FROM saga.instances i
+  WHERE ((i.id = retry_requests.saga_id) AND saga._tenant_visible(i.tenant)))));
 
 CREATE POLICY saga_tenant ON saga.steps FOR SELECT TO saga_app, saga_reader USING ((EXISTS ( SELECT 1
    FROM saga.instances i
@@ -1135,6 +1173,8 @@ CREATE POLICY saga_worker ON saga.cancel_requests TO saga_worker USING (true) WI
 CREATE POLICY saga_worker ON saga.instances TO saga_worker USING (true) WITH CHECK (true);
 
 CREATE POLICY saga_worker ON saga.outbox TO saga_worker USING (true) WITH CHECK (true);
+
+CREATE POLICY saga_worker ON saga.retry_requests TO saga_worker USING (true) WITH CHECK (true);
 
 CREATE POLICY saga_worker ON saga.steps TO saga_worker USING (true) WITH CHECK (true);
 

@@ -54,7 +54,6 @@ declare
   worker boolean := exists (select 1 from pg_roles where rolname = 'saga_worker');
   app boolean := exists (select 1 from pg_roles where rolname = 'saga_app');
   reader boolean := exists (select 1 from pg_roles where rolname = 'saga_reader');
-  gw boolean := to_regnamespace('graphile_worker') is not null;
 begin
   -- Definer functions run as their owner: a fixed search_path, so no caller's schema can shadow what they call.
   foreach f in array array[
@@ -72,27 +71,15 @@ begin
     grant select, insert, update, delete on all tables in schema saga to saga_worker;
     grant usage, select on all sequences in schema saga to saga_worker;
     grant execute on all functions in schema saga to saga_worker;
-    if gw then
-      grant usage on schema graphile_worker to saga_worker;
-      grant select, insert, update, delete on all tables in schema graphile_worker to saga_worker;
-      grant usage, select on all sequences in schema graphile_worker to saga_worker;
-      grant execute on all functions in schema graphile_worker to saga_worker;
-      -- graphile-worker enables row-level security on its tables without a policy: a role that does not own them
-      -- sees no job at all (its worker starts and never runs one).
-      for t in select c.relname from pg_class c
-               where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
-                 and not exists (select 1 from pg_policies p where p.schemaname = 'graphile_worker'
-                                 and p.tablename = c.relname and p.policyname = 'saga_worker') loop
-        execute format('create policy saga_worker on graphile_worker.%I to saga_worker using (true) with check (true)', t);
-      end loop;
-    end if;
+    -- graphile-worker's schema, when it exists (sql/graphile.sql).
+    perform saga._grant_job_queue();
   end if;
 
   -- Tenant isolation (opt-in, docs/security.md): row-level security on the tables that hold a tenant's sagas and
   -- events. The owner bypasses it (workers and migrate run as the owner or saga_worker, across tenants);
   -- saga_app and saga_reader see a tenant's rows when their session sets saga.tenant, every row when it does not.
   -- Policies are created once, when missing: dropping and creating them would lock the tables on every migrate().
-  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests']) loop
+  for t in select unnest(array['instances', 'steps', 'outbox', 'cancel_requests', 'retry_requests']) loop
     if worker and not exists (select 1 from pg_policies p where p.schemaname = 'saga' and p.tablename = t
                               and p.policyname = 'saga_worker') then
       execute format('create policy saga_worker on saga.%I to saga_worker using (true) with check (true)', t);
@@ -120,7 +107,8 @@ begin
 
   if reader then
     grant usage on schema saga to saga_reader;
-    grant select on saga.instances, saga.steps, saga.events, saga.stuck to saga_reader;
+    -- saga.retry_requests: engine.waitFor() waits for a retry that is queued (sql/operator.sql).
+    grant select on saga.instances, saga.steps, saga.events, saga.stuck, saga.retry_requests to saga_reader;
     grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text),
       saga.children(uuid) to saga_reader;
   end if;

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Executor, QueryResult } from "./executor.js";
+import { isFromGraphileWorker } from "./graphile/boundary.js";
 
 /** SQLSTATE classes and errnos after which the same work may simply be tried again. */
 const TRANSIENT_SQLSTATE_CLASSES = new Set(["08", "53", "57"]); // connection, resources, operator intervention
@@ -80,11 +81,9 @@ export function lossAware(pool: pg.Pool): Executor {
 
 let guards = 0;
 let guardLogger: { warn(message: string, fields?: Record<string, unknown>): void } | undefined;
-// graphile-worker's own frames: the library leaves some of its writes unawaited (see below).
-const GRAPHILE_FRAME = /[\\/]graphile-worker[\\/]/;
 const onUnhandledRejection = (reason: unknown) => {
-  const fromGraphile = reason instanceof Error && GRAPHILE_FRAME.test(reason.stack ?? "");
-  if (isTransientDbError(reason) || fromGraphile) {
+  // graphile-worker leaves some of its writes unawaited (see below).
+  if (isTransientDbError(reason) || isFromGraphileWorker(reason)) {
     guardLogger?.warn(
       "a database write outside the engine failed on a lost connection; the reaper recovers it",
       {

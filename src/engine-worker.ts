@@ -10,11 +10,10 @@ import type { AnySaga } from "./definition.js";
 import type { SagaEngine } from "./engine-api.js";
 import type { SagaError } from "./errors.js";
 import type { Logger } from "./logger.js";
-import { checkWorkerOptions } from "./options.js";
 import type { RetentionOptions } from "./relay/types.js";
 import { assertSchemaCurrent, watchSchema } from "./schema-check.js";
 import { startWorker } from "./worker/run-worker.js";
-import type { SagaWorker, WorkerOptions } from "./worker/worker-options.js";
+import { type SagaWorker, type WorkerOptions, resolveWorkerOptions } from "./worker/worker-options.js";
 
 export interface EngineWorkerDeps {
   /** The engine's pool; with `ownPool`, the worker gets a pool of its own from `connections`. */
@@ -36,12 +35,9 @@ export async function runEngineWorker(
   { pool, ownPool, connections, guard, sagas, codec, retention, logger, workers, engine }: EngineWorkerDeps,
   workerOptions: WorkerOptions,
 ): Promise<SagaWorker> {
-  checkWorkerOptions(workerOptions);
-  const concurrency = workerOptions.concurrency ?? 10;
+  const resolved = resolveWorkerOptions(workerOptions);
   // The worker gets its own pool, sized so every job slot has a connection for its transitions.
-  const workerPool = ownPool
-    ? new pg.Pool({ ...connections.query, max: workerOptions.poolSize ?? concurrency + 4 })
-    : null;
+  const workerPool = ownPool ? new pg.Pool({ ...connections.query, max: resolved.poolSize }) : null;
   const workerClosing = workerPool ? guard(workerPool) : null;
   try {
     await assertSchemaCurrent(workerPool ?? pool);
@@ -70,7 +66,7 @@ export async function runEngineWorker(
         resolveEnded(endedWith);
       })());
     // A newer release migrated the database: its workers advance the sagas from now on.
-    const unwatch = watchSchema(workerPool ?? pool, workerOptions.schemaCheckInterval ?? 10_000, (err) => {
+    const unwatch = watchSchema(workerPool ?? pool, resolved.schemaCheckInterval, (err) => {
       endedWith = err;
       logger.error(err.message, { code: err.code });
       void stop();

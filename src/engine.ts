@@ -15,6 +15,7 @@ import { type SagaState, TERMINAL_STATES, isUuid } from "./model.js";
 import { sagaMetrics } from "./sql/saga-metrics.js";
 import { checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
+import { retryQueued } from "./sql/retry-requests.js";
 import { assertChildrenRegistered } from "./worker/children.js";
 import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
@@ -170,13 +171,23 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const until = Date.now() + timeoutMs;
       const wanted = (s: SagaState) => (states ? states.includes(s) : TERMINAL_STATES.has(s));
       for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
-        const saga = await engine.get(id);
+        let saga = await engine.get(id);
         if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
-        if (wanted(saga.state)) return saga;
+        // A retry queued from SQL (saga.retry) is not performed yet: the saga is not where it rests. Read
+        // after the request, the saga shows a retry that was performed meanwhile.
+        let queued = false;
+        if (wanted(saga.state) && (saga.state === "failed" || saga.state === "compensation_failed")) {
+          queued = await retryQueued(pool, id);
+          if (!queued) saga = await engine.get(id);
+          if (!saga) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${id}`);
+        }
+        if (!queued && wanted(saga.state)) return saga;
         if (Date.now() >= until) {
           throw new SagaError(
             "WAIT_TIMEOUT",
-            `saga ${id} is still ${saga.state} after ${timeoutMs} ms; is a worker running? see saga.stuck`,
+            queued
+              ? `saga ${id} is still ${saga.state} after ${timeoutMs} ms, its retry queued for a worker of ${saga.name}@${saga.version}; is one running?`
+              : `saga ${id} is still ${saga.state} after ${timeoutMs} ms; is a worker running? see saga.stuck`,
             {
               details: { state: saga.state },
             },

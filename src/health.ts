@@ -6,6 +6,16 @@ import { maskConnectionString } from "./errors.js";
 import type { Executor } from "./executor.js";
 import { describeNewer } from "./migrate.js";
 import { isNewer, isUpToDate, planMigration, readTableMigrations } from "./migration-plan.js";
+import {
+  countDeadLetters,
+  countStuck,
+  readActiveVersions,
+  readAppliedMigrations,
+  readOldestTransaction,
+  readRelayLag,
+  readWorkers,
+} from "./sql/health-checks.js";
+import { WORKER_DEFAULTS } from "./worker/worker-defaults.js";
 
 /** Options of {@link checkHealth} and `engine.health()`. */
 export interface HealthOptions {
@@ -21,33 +31,8 @@ export interface HealthOptions {
   timeoutMs?: number;
 }
 
-export interface WorkerHealth {
-  id: string;
-  hostname: string;
-  pid: number;
-  /** `name@version` of every definition it runs. */
-  sagas: string[];
-  heartbeatAt: Date;
-  ageMs: number;
-  live: boolean;
-}
-
-export interface SubscriptionLag {
-  name: string;
-  /** Events past its cursor (counted up to 100000). */
-  pendingEvents: number;
-  /** Age of the oldest event it has not consumed; 0 when caught up. */
-  lagMs: number;
-}
-
-/** A transaction open on the server (any database): a risk for vacuum, never a stall of event delivery. */
-export interface OpenTransaction {
-  pid: number;
-  database: string | null;
-  application: string;
-  state: string | null;
-  ageMs: number;
-}
+export type { OpenTransaction, SubscriptionLag, WorkerHealth } from "./sql/health-checks.js";
+import type { OpenTransaction, SubscriptionLag, WorkerHealth } from "./sql/health-checks.js";
 
 /** What {@link checkHealth} found. `healthy` is false when `problems` is not empty. */
 export interface HealthReport {
@@ -80,35 +65,6 @@ export interface HealthReport {
   deadLetters: number | null;
   stuck: number | null;
 }
-
-const WORKERS_SQL = `
-select id, hostname, pid, sagas, heartbeat_at as "heartbeatAt",
-  (extract(epoch from now() - heartbeat_at) * 1000)::float8 as "ageMs",
-  heartbeat_at >= now() - $1::bigint * interval '1 millisecond' as live
-from saga.workers order by hostname, pid, id`;
-
-// instances_state_created_at_idx: only the sagas that have not ended.
-const ACTIVE_VERSIONS_SQL = `
-select name || '@' || version as saga, count(*)::int as active
-from saga.instances where state in ('running', 'compensating') group by 1 order by 1`;
-
-// Each subscription's first unconsumed events (saga._cursor_pending: outbox_xid_id_idx from its position).
-const RELAY_SQL = `
-select s.name, p.pending::int as "pendingEvents",
-  coalesce((extract(epoch from now() - p.oldest) * 1000)::float8, 0) as "lagMs"
-from saga.subscriptions s
-cross join lateral (select count(*) as pending, min(c.created_at) as oldest
-                    from saga._cursor_pending(s.name, 100000) c) p
-order by s.name`;
-
-// The oldest transaction on the whole server that holds a transaction id or a snapshot: it delays no event
-// delivery (cursors read by snapshot ticks), but it keeps vacuum from removing dead rows everywhere.
-const OLDEST_TRANSACTION_SQL = `
-select pid, datname as database, application_name as application, state,
-  (extract(epoch from now() - xact_start) * 1000)::float8 as "ageMs"
-from pg_stat_activity
-where xact_start is not null and (backend_xid is not null or backend_xmin is not null) and pid <> pg_backend_pid()
-order by xact_start limit 1`;
 
 type Db = Executor;
 
@@ -144,7 +100,7 @@ async function optional<T>(fn: () => Promise<T>): Promise<T | null> {
  * if (!report.healthy) alert(report.problems.join("\n"));
  */
 export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<HealthReport> {
-  const staleAfterMs = options.staleAfterMs ?? 15_000;
+  const staleAfterMs = options.staleAfterMs ?? WORKER_DEFAULTS.deadWorkerAfter;
   const timeoutMs = options.timeoutMs ?? 5_000;
   const expected = readTableMigrations();
   const report: HealthReport = {
@@ -171,12 +127,7 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
     return report;
   }
 
-  const appliedRows = await optional(async () => {
-    const { rows } = await db.query<{ created_at: string }>(
-      "select created_at from saga.__drizzle_migrations",
-    );
-    return rows;
-  });
+  const appliedRows = await optional(() => readAppliedMigrations(db));
   const plan = await planMigration(db);
   const repeatable = plan.files.filter((f) => f.reason !== "tables changed").map((f) => f.name);
   const newer = isNewer(plan) ? describeNewer(plan) : null;
@@ -201,21 +152,21 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
   if (newer) report.problems.push(`${newer}: upgrade this application`);
   if (appliedRows === null) return finish(report);
 
-  const workers = await db.query<WorkerHealth>(WORKERS_SQL, [staleAfterMs]);
-  report.workers.list = workers.rows.map((w) => ({ ...w, ageMs: Math.round(w.ageMs) }));
-  report.workers.live = workers.rows.filter((w) => w.live).length;
-  report.workers.stale = workers.rows.length - report.workers.live;
-  const served = new Set(workers.rows.filter((w) => w.live).flatMap((w) => w.sagas));
+  const workers = await readWorkers(db, staleAfterMs);
+  report.workers.list = workers.map((w) => ({ ...w, ageMs: Math.round(w.ageMs) }));
+  report.workers.live = workers.filter((w) => w.live).length;
+  report.workers.stale = workers.length - report.workers.live;
+  const served = new Set(workers.filter((w) => w.live).flatMap((w) => w.sagas));
   report.versions.served = [...served].sort();
-  const active = await db.query<{ saga: string; active: number }>(ACTIVE_VERSIONS_SQL);
-  report.versions.unserved = active.rows.filter((r) => !served.has(r.saga));
+  const active = await readActiveVersions(db);
+  report.versions.unserved = active.filter((r) => !served.has(r.saga));
   for (const u of report.versions.unserved)
     report.problems.push(`${u.active} active saga(s) of ${u.saga} and no live worker runs ${u.saga}`);
   if (options.requireWorkers && report.workers.live === 0) report.problems.push("no live worker");
   if (report.workers.stale > 0)
     report.warnings.push(`${report.workers.stale} worker(s) stopped heartbeating (not yet reaped)`);
 
-  const relay = await optional(async () => (await db.query<SubscriptionLag>(RELAY_SQL)).rows);
+  const relay = await optional(() => readRelayLag(db));
   if (relay) {
     const subscriptions = relay.map((r) => ({ ...r, lagMs: Math.round(r.lagMs) }));
     const maxLagMs = Math.max(0, ...subscriptions.map((s) => s.lagMs));
@@ -223,7 +174,7 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
     if (options.maxRelayLagMs !== undefined && maxLagMs > options.maxRelayLagMs)
       report.problems.push(`relay lag ${maxLagMs} ms is over ${options.maxRelayLagMs} ms`);
   }
-  const oldest = (await db.query<OpenTransaction>(OLDEST_TRANSACTION_SQL)).rows[0];
+  const oldest = await readOldestTransaction(db);
   if (oldest) {
     report.oldestTransaction = { ...oldest, ageMs: Math.round(oldest.ageMs) };
     if (oldest.ageMs > (options.maxTransactionAgeMs ?? 60_000))
@@ -232,20 +183,10 @@ export async function checkHealth(db: Db, options: HealthOptions = {}): Promise<
           "it delays no event, but vacuum cannot remove dead rows behind it; end it or set idle_in_transaction_session_timeout",
       );
   }
-  report.deadLetters = await optional(async () => {
-    const { rows } = await db.query<{ n: number }>(
-      // Not delivered yet (redrive requested or not); read through to_jsonb so older schemas without the
-      // column count every row.
-      "select count(*)::int as n from saga.dead_letters d where to_jsonb(d)->>'delivered_at' is null",
-    );
-    return rows[0]?.n ?? 0;
-  });
+  report.deadLetters = await optional(() => countDeadLetters(db));
   if (report.deadLetters)
     report.warnings.push(`${report.deadLetters} dead letter(s) not delivered: see engine.deadLetters()`);
-  report.stuck = await optional(async () => {
-    const { rows } = await db.query<{ n: number }>("select count(*)::int as n from saga.stuck");
-    return rows[0]?.n ?? 0;
-  });
+  report.stuck = await optional(() => countStuck(db));
   if (report.stuck) report.warnings.push(`${report.stuck} saga(s) not moving: see pg-saga stuck`);
   return finish(report);
 }

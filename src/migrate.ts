@@ -1,7 +1,7 @@
-import { Logger as WorkerLogger, runMigrations as runWorkerMigrations } from "graphile-worker";
 import type pg from "pg";
 import { sqlState } from "./db.js";
 import { SagaError } from "./errors.js";
+import { migrateJobQueue } from "./graphile/boundary.js";
 import {
   type MigrationPlan,
   MIGRATIONS_FOLDER,
@@ -93,7 +93,7 @@ async function migrateNow(pool: pg.Pool, options: MigrateOptions): Promise<Migra
   } finally {
     client.release();
   }
-  await runWorkerMigrations({ pgPool: pool, logger: quietWorkerLogger });
+  await migrateJobQueue(pool);
   // After graphile-worker's tables exist (sql/security.sql): the group roles' grants and policies. A role
   // that does not own schema saga (an application role finding everything current) has nothing to grant.
   if (result.applied > 0 || result.repeatable.length > 0 || (await ownsSchema(pool))) await grantRoles(pool);
@@ -184,5 +184,3 @@ async function run(client: pg.PoolClient, statements: string[], source: string):
   }
 }
 
-/** graphile-worker logs to the console by default; the library never does. */
-export const quietWorkerLogger = new WorkerLogger(() => () => {});

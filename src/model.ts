@@ -141,6 +141,8 @@ export interface SagaJobPayload {
   cancel?: string;
   /** Who asked for the cancel (saga.cancel() in SQL: the session's role). */
   by?: string;
+  /** A retry asked for from SQL (saga.retry()): its request is in saga.retry_requests. */
+  retry?: boolean;
   /** A completed child saga whose parent compensates: why (src/worker/children.ts). */
   compensate?: string;
 }

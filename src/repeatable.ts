@@ -13,9 +13,10 @@ export const SQL_FOLDER = fileURLToPath(new URL("../sql", import.meta.url));
 /**
  * Dependency order: drops first (a function whose signature or return type changes must be dropped before
  * its new text can be created), then the files in the order their objects use each other. A file not listed
- * here runs after these, in name order.
+ * here runs after these, in name order. graphile.sql (graphile-worker's boundary) may come last: its functions
+ * are called only from plpgsql bodies, which are resolved when they run, not when they are created.
  */
-const ORDER = ["drops.sql", "functions.sql", "views.sql", "relay.sql", "operator.sql"];
+const ORDER = ["drops.sql", "functions.sql", "views.sql", "relay.sql", "operator.sql", "graphile.sql"];
 
 /** sql/schema.sql is the normalized dump the drift test compares against, not code to run. */
 const NOT_REPEATABLE = new Set(["schema.sql"]);

@@ -224,3 +224,17 @@ export const cancelRequests = sagaSchema.table("cancel_requests", {
   reason: text("reason").notNull(),
   requestedAt: tstz("requested_at").notNull().defaultNow(),
 });
+
+/**
+ * Retries asked for from SQL (saga.retry in sql/operator.sql): the worker that has the saga's definition
+ * performs them with the same code as engine.retry() (src/worker/resume.ts) and deletes the request. `seq` is
+ * the saga's event sequence when it was asked: a request for a saga that has moved on since is dropped. No
+ * foreign key, as for cancel_requests: its check would take a key-share lock on the instance row.
+ */
+export const retryRequests = sagaSchema.table("retry_requests", {
+  sagaId: uuid("saga_id").primaryKey(),
+  seq: integer("seq").notNull(),
+  reason: text("reason"),
+  requestedBy: text("requested_by").notNull(),
+  requestedAt: tstz("requested_at").notNull().defaultNow(),
+});

@@ -1,9 +1,7 @@
 import type pg from "pg";
 import type { Logger } from "./logger.js";
+import { JOBS_CHANNEL, jobsInserted } from "./graphile/boundary.js";
 import { HINT_CHANNEL } from "./relay/relay.js";
-
-/** graphile-worker's channel for new jobs; its listeners fetch `count` jobs. */
-const JOBS_CHANNEL = "jobs:insert";
 
 /**
  * The wake-ups `start()` sends after a commit, never inside a transaction (sql/functions.sql, saga._enqueue):
@@ -56,7 +54,7 @@ export class Wakeups {
     if (!this.#scheduled) return;
     this.#scheduled = false;
     const notices: [string, string][] = [];
-    if (this.#sagas > 0) notices.push([JOBS_CHANNEL, JSON.stringify({ count: this.#sagas })]);
+    if (this.#sagas > 0) notices.push([JOBS_CHANNEL, jobsInserted(this.#sagas)]);
     if (this.#soon) notices.push([HINT_CHANNEL, JSON.stringify({ soon: true })]);
     this.#sagas = 0;
     this.#soon = false;

@@ -74,6 +74,8 @@ describe("audit", () => {
     const [a, b] = [await failed(), await failed()];
     await engine.retry(a, { reason: "limit raised" });
     await asApp((client) => client.query("select saga.retry($1, 'fixed upstream')", [b]));
+    // The SQL retry is queued: waitFor() waits for the worker to perform it (the step fails again).
+    expect((await engine.waitFor(b, { timeoutMs: 10_000 })).state).toBe("failed");
     const { rows } = await db.pool.query<{ u: string }>("select session_user as u");
     expect(await eventPayloads(db, a, "saga.step.retrying")).toEqual([
       expect.objectContaining({ manual: true, by: rows[0]!.u, reason: "limit raised" }),

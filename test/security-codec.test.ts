@@ -16,6 +16,7 @@ import {
   aes256gcm,
   createSagaEngine,
   defineSaga,
+  retry,
 } from "../src/index.js";
 import { waitUntil } from "./fixtures/subscriber-helpers.js";
 import { useTestDatabase } from "./helpers/database.js";
@@ -42,9 +43,25 @@ const order = defineSaga({ name: "secret-order", input: z.object({ card: z.strin
     },
   });
 
+/** Its first step's compensation fails while the vault is down: the saga ends compensation_failed. */
+let vaultDown = true;
+const refund = defineSaga({ name: "secret-refund", input: z.object({ card: z.string() }) })
+  .step("hold", {
+    execute: (data) => data,
+    compensateRetry: retry.none(),
+    compensate: () => {
+      if (vaultDown) throw new Error("vault offline");
+    },
+  })
+  .step("charge", {
+    execute: () => {
+      throw new BusinessError("DECLINED", "card declined", { issuer: "PLAINTEXT-bank" });
+    },
+  });
+
 const open: { engine: SagaEngine; worker?: SagaWorker }[] = [];
 async function engineWith(codec: ReturnType<typeof aes256gcm> | undefined, worker = true) {
-  const engine = createSagaEngine({ connectionString: db.url, sagas: [order], codec });
+  const engine = createSagaEngine({ connectionString: db.url, sagas: [order, refund], codec });
   const entry: { engine: SagaEngine; worker?: SagaWorker } = { engine };
   if (worker) entry.worker = await engine.runWorker({ pollInterval: 50 });
   open.push(entry);
@@ -177,5 +194,20 @@ describe("codec", () => {
     expect(after).not.toContain("PLAINTEXT");
     const k2only = (await engineWith(aes256gcm({ keys: { k2 }, current: "k2" }), false)).engine;
     expect((await k2only.get(completedId))?.steps[1]!.output).toMatchObject({ receipt: "PLAINTEXT-receipt" });
+  });
+
+  it("a retry from SQL needs no key: the worker performs it and decodes the saga", async () => {
+    const { engine, worker } = await engineWith(aes256gcm({ keys: { k2 }, current: "k2" }));
+    const { id } = await engine.start(refund, { card: "PLAINTEXT-card-7" });
+    expect((await engine.waitFor(id, { timeoutMs: 20_000 })).state).toBe("compensation_failed");
+    vaultDown = false;
+    const { rows } = await db.pool.query("select saga.retry($1, 'vault back') as state", [id]);
+    expect(rows[0].state).toBe("compensating");
+    const done = await engine.waitFor(id, { timeoutMs: 20_000 });
+    expect(done.state).toBe("compensated");
+    // The failure that started the compensation, restored from the encrypted error: the worker decoded it.
+    expect(done.error).toMatchObject({ code: "DECLINED", details: { issuer: "PLAINTEXT-bank" } });
+    await worker!.stop();
+    expect(dump()).not.toContain("PLAINTEXT");
   });
 });

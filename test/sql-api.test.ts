@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { BusinessError, RetryableError, compensation, defineSaga, retry } from "../src/index.js";
 import { useTestDatabase } from "./helpers/database.js";
-import { eventTrail, useEngine } from "./helpers/engine.js";
+import { eventPayloads, eventTrail, useEngine } from "./helpers/engine.js";
 
 const db = useTestDatabase();
 
@@ -276,6 +276,59 @@ describe("saga.cancel and saga.retry from SQL", () => {
     expect(done.state).toBe("compensated");
     expect(done.error).toMatchObject({ code: "DECLINED" });
     expect(done.steps.map((s) => s.status)).toEqual(["compensated", "failed"]);
+  });
+});
+
+describe("saga.retry is queued for the worker", () => {
+  it("records who asked and why; with no worker it stays queued, a second retry is refused", async () => {
+    await db.pool.query(
+      `insert into saga.definitions (name, version, fingerprint, steps) values ('unserved', 1, 'f', '[{"name": "only"}]')`,
+    );
+    const id = await start("unserved", { tag: "q1" });
+    // No worker runs unserved@1: the saga is made failed by hand, as a failed step would leave it.
+    await db.pool.query("update saga.instances set state = 'failed' where id = $1", [id]);
+    const { rows } = await db.pool.query("select saga.retry($1, 'after the fix') as state", [id]);
+    expect(rows[0].state).toBe("running");
+    expect((await t.engine.get(id))?.state).toBe("failed");
+    const request = await db.pool.query(
+      "select reason, requested_by, seq = (select seq from saga.instances where id = $1) as current from saga.retry_requests where saga_id = $1",
+      [id],
+    );
+    const role = await db.pool.query<{ u: string }>("select session_user as u");
+    expect(request.rows).toEqual([{ reason: "after the fix", requested_by: role.rows[0]!.u, current: true }]);
+    const again = await sqlError("select saga.retry($1)", [id]);
+    expect(again).toMatchObject({ code: "SG412", message: expect.stringContaining("already queued") });
+    await expect(t.engine.waitFor(id, { timeoutMs: 300 })).rejects.toMatchObject({
+      code: "WAIT_TIMEOUT",
+      message: expect.stringContaining("retry queued for a worker of unserved@1"),
+    });
+  });
+
+  it("a request for a saga retried another way since is dropped by the worker: one retry, not two", async () => {
+    broken.add("q2");
+    const id = await start("fragile", { tag: "q2" });
+    expect((await t.engine.waitFor(id, { timeoutMs: 20_000 })).state).toBe("failed");
+    const client = await db.pool.connect();
+    try {
+      await client.query("begin");
+      await client.query("select saga.retry($1, 'from sql')", [id]);
+      // Retried from TypeScript, and failed again, before the SQL request commits: the request is for a saga
+      // that moved on (the same state, a later seq).
+      await t.engine.retry(id, { by: "root", reason: "from ts" });
+      expect((await t.engine.waitFor(id, { timeoutMs: 20_000 })).state).toBe("failed");
+      await client.query("commit");
+    } finally {
+      client.release();
+    }
+    await expect
+      .poll(async () => (await db.pool.query("select 1 from saga.retry_requests where saga_id = $1", [id])).rowCount, {
+        timeout: 10_000,
+      })
+      .toBe(0);
+    expect((await t.engine.waitFor(id, { timeoutMs: 20_000 })).state).toBe("failed");
+    expect(await eventPayloads(db, id, "saga.step.retrying")).toEqual([
+      expect.objectContaining({ manual: true, by: "root", reason: "from ts" }),
+    ]);
   });
 });
 

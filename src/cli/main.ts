@@ -15,6 +15,7 @@ import { resetCommand } from "./commands/reset.js";
 import { workerCommand } from "./commands/worker.js";
 import { addBridgeCommand } from "./commands/bridge.js";
 import { reencryptCommand } from "./commands/reencrypt.js";
+import { WORKER_DEFAULTS } from "../worker/worker-defaults.js";
 
 // Two levels up from both src/cli/ and dist/cli/.
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -67,13 +68,21 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
       "module exporting saga definitions (repeatable, comma-separated)",
       collect,
     )
-    .option("-c, --concurrency <n>", "jobs run at once", "10")
-    .option("--poll-interval <ms>", "how often to look for jobs scheduled for later", "1000")
-    .option("--shutdown-timeout <ms>", "on SIGTERM, how long running steps may take to finish", "10000")
+    .option("-c, --concurrency <n>", "jobs run at once", String(WORKER_DEFAULTS.concurrency))
+    .option(
+      "--poll-interval <ms>",
+      "how often to look for jobs scheduled for later",
+      String(WORKER_DEFAULTS.pollInterval),
+    )
+    .option(
+      "--shutdown-timeout <ms>",
+      "on SIGTERM, how long running steps may take to finish",
+      String(WORKER_DEFAULTS.stopTimeout),
+    )
     .option(
       "--abort-grace <ms>",
       "how long a step aborted by a cancel or deadline may take to return before its compensation runs",
-      "5000",
+      String(WORKER_DEFAULTS.abortGrace),
     )
     .option("--migrate", "migrate before starting")
     .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (0: any free port)")
@@ -157,7 +166,7 @@ export function buildProgram(onCli: (cli: Cli) => void): Command {
       "database, migrations, live workers and the versions they serve, relay lag, dead letters; exit 1 when unhealthy",
     )
     .option("--require-workers", "unhealthy when no worker is live")
-    .option("--stale-after <ms>", "a worker silent this long is not live", "15000")
+    .option("--stale-after <ms>", "a worker silent this long is not live", String(WORKER_DEFAULTS.deadWorkerAfter))
     .option("--max-relay-lag <ms>", "unhealthy when a durable subscription lags more")
     .action(run((cli, o: Parameters<typeof healthCommand>[1]) => healthCommand(cli, o)));
 

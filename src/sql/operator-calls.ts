@@ -44,7 +44,10 @@ export async function cancelBySql(db: Executor, id: string, reason: string): Pro
   }
 }
 
-/** saga.retry(): the same transition as engine.retry(); `by` is the session's login role. */
+/**
+ * saga.retry(): queued for the worker that has the definition, which performs engine.retry()'s transition;
+ * returns the state the retry moves the saga to. `by` is the session's login role.
+ */
 export async function retryBySql(
   db: Executor,
   id: string,

@@ -3,64 +3,13 @@ import type pg from "pg";
 import { type AnySaga, sagaKey } from "../definition.js";
 import { sqlState, withTransaction } from "../db.js";
 import type { Executor } from "../executor.js";
+import { forceUnlockWorkers, unlockOwnStaleJobs, unlockUnownedSagaJobs } from "../graphile/boundary.js";
 import { lockInstance } from "../sql/lock-instance.js";
 import type { Claim, DecideEnv } from "../model.js";
+import { type LeasedStep, readOrphanedLeases, readOwnLeases, tryReaperLock } from "../sql/step-leases.js";
+import { deleteDeadWorkers } from "../sql/workers.js";
 import { lostError, recordFailure, releaseInterrupted } from "./decide.js";
 import { Transition } from "./transition.js";
-
-/** Any reaper in any process: one at a time, by a transaction-scoped advisory lock (never a session lock). */
-const REAPER_LOCK = 727_274_002;
-
-// Served by steps_lease_owner_idx (only leased steps) and the workers primary key.
-const ORPHANS_SQL = `
-select s.saga_id, s.index, s.status, s.attempt, s.compensation_attempt, s.lease_owner
-from saga.steps s
-join saga.instances i on i.id = s.saga_id
-where s.lease_owner is not null
-  and i.name || '@' || i.version = any($2::text[])
-  and not exists (select 1 from saga.workers w
-                  where w.id = s.lease_owner and w.heartbeat_at >= now() - $1 * interval '1 millisecond')
-limit 100`;
-
-const DEAD_WORKERS_SQL = `
-delete from saga.workers
-where heartbeat_at < now() - $1 * interval '1 millisecond'
-returning id, job_worker_ids`;
-
-// Served by steps_lease_owner_idx. Leases this worker holds on steps it is not running.
-const OWN_LEASES_SQL = `
-select s.saga_id, s.index, s.status, s.attempt, s.compensation_attempt, s.lease_owner
-from saga.steps s
-where s.lease_owner = $1
-limit 100`;
-
-// A job of this worker's graphile-worker pool still locked although no local worker runs it: its completion
-// or failure could not be written (Postgres went away at that moment). Without this it stays locked 4 hours.
-// Served by graphile-worker's jobs primary key scan over the (few) locked jobs.
-const OWN_STALE_JOBS_SQL = `
-update graphile_worker._private_jobs j set locked_by = null, locked_at = null
-where j.locked_by = any($1::text[]) and not (j.id = any($2::bigint[]))
-  and j.locked_at < now() - $3 * interval '1 millisecond'
-returning j.id`;
-
-// Saga jobs locked by a graphile-worker pool no registered worker owns (a worker killed before its first
-// heartbeat recorded its pool id), and for longer than the dead-worker threshold: nobody will finish them.
-// Saga jobs only: an application's own graphile-worker jobs in the same schema are not ours to touch.
-const UNOWNED_JOBS_SQL = `
-update graphile_worker._private_jobs j set locked_by = null, locked_at = null
-where j.locked_by is not null
-  and j.locked_at < now() - $1 * interval '1 millisecond'
-  and not exists (select 1 from saga.workers w where j.locked_by = any(w.job_worker_ids))
-  and j.task_id in (select t.id from graphile_worker._private_tasks t where t.identifier like 'saga:%')`;
-
-interface Orphan {
-  saga_id: string;
-  index: number;
-  status: string;
-  attempt: number;
-  compensation_attempt: number;
-  lease_owner: string;
-}
 
 /**
  * Recovers the work of workers whose heartbeat went silent: each leased step's attempt is written off as
@@ -77,17 +26,12 @@ export async function reap(
   const orphans = await withTransaction(
     pool,
     async (db) => {
-      const { rows } = await db.query<{ ok: boolean }>("select pg_try_advisory_xact_lock($1) as ok", [
-        REAPER_LOCK,
-      ]);
-      if (!rows[0]?.ok) return null;
-      const dead = await db.query<{ id: string; job_worker_ids: string[] }>(DEAD_WORKERS_SQL, [deadAfterMs]);
-      const jobWorkerIds = dead.rows.flatMap((r) => r.job_worker_ids);
-      if (jobWorkerIds.length > 0)
-        await db.query("select graphile_worker.force_unlock_workers($1::text[])", [jobWorkerIds]);
-      await db.query(UNOWNED_JOBS_SQL, [deadAfterMs]);
-      const found = await db.query<Orphan>(ORPHANS_SQL, [deadAfterMs, [...sagas.keys()]]);
-      return { steps: found.rows, workers: dead.rowCount ?? 0 };
+      if (!(await tryReaperLock(db))) return null;
+      const dead = await deleteDeadWorkers(db, deadAfterMs);
+      await forceUnlockWorkers(db, dead.jobLockIds);
+      await unlockUnownedSagaJobs(db, deadAfterMs);
+      const steps = await readOrphanedLeases(db, deadAfterMs, [...sagas.keys()]);
+      return { steps, workers: dead.workers };
     },
     1,
   );
@@ -124,22 +68,14 @@ export async function reapOwn(
   self: ReaperSelf,
   staleJobMs = 5_000,
 ): Promise<{ steps: number; jobs: number }> {
-  const { rows } = await pool.query<Orphan>(OWN_LEASES_SQL, [self.workerId]);
+  const leases = await readOwnLeases(pool, self.workerId);
   let steps = 0;
-  for (const lease of rows) {
+  for (const lease of leases) {
     const kind: Claim["kind"] = lease.status === "compensating" ? "compensate" : "execute";
     if (self.isActive(lease.saga_id, kind, lease.index)) continue;
     if (await recoverStep(pool, sagas, lease, self.codec ?? plainCodec, self)) steps++;
   }
-  let jobs = 0;
-  if (self.jobPoolIds.length > 0) {
-    const unlocked = await pool.query(OWN_STALE_JOBS_SQL, [
-      [...self.jobPoolIds],
-      self.activeJobIds(),
-      staleJobMs,
-    ]);
-    jobs = unlocked.rowCount ?? 0;
-  }
+  const jobs = await unlockOwnStaleJobs(pool, self.jobPoolIds, self.activeJobIds(), staleJobMs);
   return { steps, jobs };
 }
 
@@ -150,7 +86,7 @@ export async function reapOwn(
 async function recoverStep(
   pool: pg.Pool,
   sagas: ReadonlyMap<string, AnySaga>,
-  orphan: Orphan,
+  orphan: LeasedStep,
   codec: PayloadCodec,
   self?: ReaperSelf,
 ): Promise<boolean> {
@@ -172,7 +108,7 @@ async function recoverStep(
 async function recoverLocked(
   db: pg.PoolClient & Executor,
   sagas: ReadonlyMap<string, AnySaga>,
-  orphan: Orphan,
+  orphan: LeasedStep,
   codec: PayloadCodec,
   self?: ReaperSelf,
 ): Promise<boolean> {

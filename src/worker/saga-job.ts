@@ -8,9 +8,11 @@ import { AbortError, type SagaJobPayload } from "../model.js";
 import { callHandler } from "./call-handler.js";
 import { cancelAbort } from "./aborted.js";
 import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
+import { takeRetryRequest } from "../sql/retry-requests.js";
+import { resume } from "./resume.js";
 import type { WorkerEnv } from "./worker-env.js";
 import { endInterrupted, fenceHolds, interrupt, planNext } from "./decide.js";
-import { type TrackedClaim, transition } from "./commit-transition.js";
+import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
 import { runTransactional } from "./transactional-step.js";
 import { validateInput } from "./validate-input.js";
@@ -83,6 +85,10 @@ async function runSagaJobOnce(
     if (payload.cancel !== undefined) await takeCancelRequest(env.db, id);
     return;
   }
+  if (payload.retry) {
+    await performRetry(env, id, jobId);
+    return;
+  }
   let claim = await transition(
     env,
     id,
@@ -102,6 +108,31 @@ async function runSagaJobOnce(
     jobId,
   );
   while (claim) claim = await runClaim(env, def, id, claim, jobId);
+}
+
+/**
+ * A retry asked for from SQL, performed by engine.retry()'s code (resume) under the instance row lock, which
+ * consumes the request in the same transaction. A request for a saga that has moved on since (retried another
+ * way, by its seq) is dropped: the saga is no longer in the state the operator saw.
+ */
+async function performRetry(env: WorkerEnv, id: string, jobId: string | undefined): Promise<void> {
+  await lockedTransition(
+    env,
+    id,
+    async (t, db) => {
+      const request = await takeRetryRequest(db, id);
+      if (!request) return null;
+      const who = { by: request.requested_by, ...(request.reason === null ? {} : { reason: request.reason }) };
+      if (request.seq !== t.saga.seq || !resume(t, who))
+        env.logger.info("retry request dropped: the saga moved on since it was asked for", {
+          sagaId: id,
+          state: t.saga.state,
+          ...who,
+        });
+      return null;
+    },
+    jobId,
+  );
 }
 
 async function runClaim(

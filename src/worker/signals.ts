@@ -1,6 +1,7 @@
 import { constants } from "node:os";
 import { type Logger, silentLogger } from "../logger.js";
-import type { SagaWorker } from "./run-worker.js";
+import type { SagaWorker } from "./worker-options.js";
+import { WORKER_DEFAULTS } from "./worker-defaults.js";
 
 export interface SignalOptions {
   /** How long running steps may take to finish before they are aborted and released. Default 10 s. */
@@ -29,7 +30,7 @@ export function handleSignals(worker: Pick<SagaWorker, "stop">, options: SignalO
   const signals = options.signals ?? ["SIGTERM", "SIGINT"];
   const logger = options.logger ?? silentLogger;
   const exit = options.exit ?? ((code: number) => process.exit(code));
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? WORKER_DEFAULTS.stopTimeout;
   let stopping = false;
 
   const onSignal = (signal: NodeJS.Signals) => {

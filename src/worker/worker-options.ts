@@ -1,9 +1,19 @@
-/** What `engine.runWorker()` takes and returns (the worker itself is run-worker.ts). */
+/** What `engine.runWorker()` takes and returns, and its defaults (the worker itself is run-worker.ts). */
 import type { MetricsOptions, WorkerMetricsHandle } from "../observability/worker-observability.js";
 import type { RelayOptions, RetentionOptions } from "../relay/types.js";
+import {
+  type ResolvedRelay,
+  type ResolvedRetention,
+  resolveRelay,
+  resolveRetention,
+} from "../relay/options.js";
 import type { Bridge } from "../bridges/bridge.js";
-import type { PayloadCodec } from "../codec/codec.js";
+import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import type { SagaError } from "../errors.js";
+import { checkWorkerOptions } from "../options.js";
+import { WORKER_DEFAULTS } from "./worker-defaults.js";
+
+export { WORKER_DEFAULTS };
 
 export interface WorkerOptions {
   /** Jobs run at once by this process. Default 10. */
@@ -71,4 +81,49 @@ export interface SagaWorker {
    * when it stopped on its own because a newer release migrated the database.
    */
   readonly ended: Promise<SagaError | null>;
+}
+
+/** {@link WorkerOptions} checked and with every default filled in. */
+export interface ResolvedWorkerOptions {
+  readonly concurrency: number;
+  readonly poolSize: number;
+  readonly pollInterval: number;
+  readonly heartbeatInterval: number;
+  readonly deadWorkerAfter: number;
+  readonly reapInterval: number;
+  readonly abortGrace: number;
+  readonly schemaCheckInterval: number;
+  /** `null`: this worker runs no relay. */
+  readonly relay: ResolvedRelay | null;
+  readonly retention: ResolvedRetention;
+  readonly metrics: MetricsOptions | undefined;
+  readonly bridges: readonly Bridge[];
+  readonly codec: PayloadCodec;
+}
+
+/**
+ * Checks worker options (a SagaError INVALID_OPTIONS before anything starts) and fills in the defaults.
+ *
+ * @example
+ * resolveWorkerOptions({ concurrency: 4 }).poolSize; // 8
+ */
+export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorkerOptions {
+  checkWorkerOptions(options);
+  const d = WORKER_DEFAULTS;
+  const concurrency = options.concurrency ?? d.concurrency;
+  return Object.freeze({
+    concurrency,
+    poolSize: options.poolSize ?? concurrency + d.poolHeadroom,
+    pollInterval: options.pollInterval ?? d.pollInterval,
+    heartbeatInterval: options.heartbeatInterval ?? d.heartbeatInterval,
+    deadWorkerAfter: options.deadWorkerAfter ?? d.deadWorkerAfter,
+    reapInterval: options.reapInterval ?? d.reapInterval,
+    abortGrace: options.abortGrace ?? d.abortGrace,
+    schemaCheckInterval: options.schemaCheckInterval ?? d.schemaCheckInterval,
+    relay: options.relay === false ? null : resolveRelay(options.relay),
+    retention: resolveRetention(options.retention),
+    metrics: options.metrics,
+    bridges: options.bridges ?? [],
+    codec: options.codec ?? plainCodec,
+  });
 }

@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { runMigrations as runWorkerMigrations } from "graphile-worker";
 import pg from "pg";
-import { quietWorkerLogger } from "../../src/migrate.js";
+import { quietWorkerLogger } from "../../src/graphile/boundary.js";
 import { readTableMigrations } from "../../src/migration-plan.js";
 
 export const MIGRATIONS_0_1_0 = fileURLToPath(new URL("../fixtures/migrations-0.1.0", import.meta.url));
