@@ -228,7 +228,9 @@ candidates as (
   -- instances_parent_id_parent_step_key: the child of a .child() step that has not ended.
   left join lateral (
     select c.id, s.name as step from saga.instances c join saga.steps s on s.saga_id = i.id and s.index = c.parent_step
-    where c.parent_id = i.id and c.parent_step is not null and c.state in ('running', 'compensating')
+    where c.parent_id = i.id and c.parent_step is not null
+      -- A completed child the parent asked to compensate, until its worker takes the request.
+      and (c.state in ('running', 'compensating') or (c.state = 'completed' and s.status = 'compensating'))
     order by c.parent_step limit 1) wc on true
   left join leases l on l.saga_id = i.id
   left join jobs j on j.saga_id = i.id::text

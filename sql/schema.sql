@@ -1040,7 +1040,7 @@ CREATE VIEW saga.stuck AS
                     s.name AS step
                    FROM (saga.instances c_1
                      JOIN saga.steps s ON (((s.saga_id = i.id) AND (s.index = c_1.parent_step))))
-                  WHERE ((c_1.parent_id = i.id) AND (c_1.parent_step IS NOT NULL) AND (c_1.state = ANY (ARRAY['running'::text, 'compensating'::text])))
+                  WHERE ((c_1.parent_id = i.id) AND (c_1.parent_step IS NOT NULL) AND ((c_1.state = ANY (ARRAY['running'::text, 'compensating'::text])) OR ((c_1.state = 'completed'::text) AND (s.status = 'compensating'::text))))
                   ORDER BY c_1.parent_step
                  LIMIT 1) wc ON (true))
              LEFT JOIN leases l ON ((l.saga_id = i.id)))
