@@ -1,11 +1,13 @@
 import { beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import { z } from "zod";
 import { randomBytes } from "node:crypto";
+import pg from "pg";
 import { SagaError, aes256gcm, createSagaEngine, defineSaga, type SagaEngine } from "../src/index.js";
 import { CHILD_TABLES, childSagas } from "./fixtures/child-sagas.js";
 import { useTestDatabase } from "./helpers/database.js";
 import { eventTrail, useEngine } from "./helpers/engine.js";
 import { spawnWorker, stopWorker } from "./helpers/processes.js";
+import { loginRole } from "./helpers/roles.js";
 
 const db = useTestDatabase();
 let family: ReturnType<typeof childSagas>;
@@ -98,6 +100,18 @@ describe("child sagas", () => {
     });
     const { rows } = await db.pool.query("select id, state, parent_step from saga.children($1)", [id]);
     expect(rows).toEqual([{ id: mid!.id, state: "completed", parent_step: 1 }]);
+    // saga_reader may call it; a session of another tenant sees no child.
+    const reader = new pg.Client({
+      connectionString: await loginRole(db.url, "pgsaga_child_reader", ["saga_reader"]),
+    });
+    await reader.connect();
+    try {
+      expect((await reader.query("select id from saga.children($1)", [id])).rows).toEqual([{ id: mid!.id }]);
+      await reader.query("set saga.tenant = 'someone-else'");
+      expect((await reader.query("select id from saga.children($1)", [id])).rows).toEqual([]);
+    } finally {
+      await reader.end();
+    }
     expect(await eventTrail(db, id)).toEqual([
       "saga.started",
       "saga.step.started:top-before",
