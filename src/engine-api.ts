@@ -35,8 +35,11 @@ export interface SagaEngine {
   /** A running saga stops and compensates, ending `cancelled`. A second cancel is a no-op. */
   /** `who.by` is recorded in the saga.cancelled event (default: the session's database role). */
   cancel(id: string, reason?: string, who?: { by?: string }): Promise<{ state: SagaState }>;
-  /** `failed` → resumes forward; `compensation_failed` → resumes compensation. */
-  retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState }>;
+  /**
+   * `failed` → resumes forward; `compensation_failed` → resumes compensation. `queued: true` when the engine's
+   * role may not write sagas: the retry went through saga.retry() and a worker performs it (waitFor waits).
+   */
+  retry(id: string, options?: ResumeOptions): Promise<{ state: SagaState; queued?: boolean }>;
   metrics(options?: { name?: string }): Promise<SagaMetrics>;
   /** Delivers events to `handler`: durable (at least once, with `durable: name`) or LISTEN-only (at most once). */
   subscribe(

@@ -186,7 +186,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
           throw new SagaError(
             "WAIT_TIMEOUT",
             queued
-              ? `saga ${id} is still ${saga.state} after ${timeoutMs} ms, its retry queued for a worker of ${saga.name}@${saga.version}; is one running?`
+              ? `saga ${id} is still ${saga.state} after ${timeoutMs} ms, its retry queued for a worker of ${sagaKey(saga.name, saga.version)}; is one running?`
               : `saga ${id} is still ${saga.state} after ${timeoutMs} ms; is a worker running? see saga.stuck`,
             {
               details: { state: saga.state },

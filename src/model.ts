@@ -1,8 +1,8 @@
 /**
  * The saga model: the states a saga and its steps can be in, the saga as a transition sees it, the claims a
  * worker takes, how an attempt ends, and what a saga id looks like. Types, constants and one check: this
- * module imports nothing of the worker,
- * so the decision code, the transitions and the queries all depend on it and never on each other for these.
+ * module imports nothing of the worker, so the decision code, the transitions and the queries all depend on
+ * it and never on each other for these.
  */
 import type { StepDefinition } from "./definition.js";
 import type { StoredError } from "./errors.js";

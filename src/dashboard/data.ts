@@ -6,6 +6,7 @@ import { checkHealth } from "../health.js";
 import { SagaError } from "../errors.js";
 import { type SagaInstance, toInstance } from "../instance-view.js";
 import { decodeCursor, encodeCursor } from "../list-options.js";
+import { isUuid } from "../model.js";
 import { type StuckSaga, readStuck } from "../sql/stuck-sagas.js";
 import type { HealthReport } from "../health.js";
 import type { DeadLetter } from "../relay/types.js";
@@ -26,7 +27,6 @@ import {
 } from "./queries.js";
 import type { DashboardEngine } from "./types.js";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const WATCHED = ["running", "compensating", "failed", "compensation_failed"];
 
 export interface Overview {
@@ -141,8 +141,8 @@ export function parseListParams(p: ListParams): ListQuery & { id: string | null 
     createdAfter: p.since?.trim() ? parseTime(p.since, "since") : null,
     createdBefore: p.until?.trim() ? parseTime(p.until, "until") : null,
     metadata,
-    id: q !== null && UUID.test(q) ? q : null,
-    idempotencyKey: q !== null && !UUID.test(q) ? q : null,
+    id: q !== null && isUuid(q) ? q : null,
+    idempotencyKey: q !== null && !isUuid(q) ? q : null,
     cursor: p.cursor ? decodeCursor(p.cursor) : null,
     limit,
     order,

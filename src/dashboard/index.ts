@@ -14,10 +14,9 @@ import { readBody, redirect, send, sendJson, statusOf } from "./http.js";
 import { LiveEvents } from "./live.js";
 import { detailMain } from "./pages/detail.js";
 import { type PageContext, type PageOptions, errorPanel, mainSection, page } from "./pages/layout.js";
-import { listMain } from "./pages/list.js";
-import { deadLettersMain, liveMain, loginMain, stuckMain } from "./pages/other.js";
-import { overviewMain } from "./pages/overview.js";
+import { loginMain } from "./pages/other.js";
 import { type Route, route } from "./router.js";
+import { apiOf, pageOf } from "./views.js";
 import type { DashboardEngine, DashboardHandler, DashboardOptions } from "./types.js";
 
 export type { DashboardEngine, DashboardHandler, DashboardOptions } from "./types.js";
@@ -90,7 +89,7 @@ export function createDashboard(engine: DashboardEngine, options: DashboardOptio
             "Set-Cookie": sessionCookie("", base || "/", secure(req), 0),
           });
         case "page":
-          return await pageOf(r.page, query, ctx, render);
+          return await pageOf(engine, r.page, query, ctx, render);
         case "saga": {
           const d = await data.sagaDetail(engine, r.id);
           if (!d)
@@ -117,7 +116,7 @@ export function createDashboard(engine: DashboardEngine, options: DashboardOptio
         case "redrive":
           return await redriveAction(req, res, r, base);
         case "api":
-          return sendJson(res, 200, await apiOf(r.what, query, ctx));
+          return sendJson(res, 200, await apiOf(engine, r.what, query, ctx));
         case "api-saga": {
           const d = await data.sagaDetail(engine, r.id);
           if (!d) throw new SagaError("SAGA_NOT_FOUND", `no saga with id ${r.id}`);
@@ -241,68 +240,6 @@ export function createDashboard(engine: DashboardEngine, options: DashboardOptio
   function csrfRefused(res: ServerResponse, api: boolean, err: Error): void {
     if (api) return sendJson(res, 403, { error: { code: "CSRF", message: err.message } });
     send(res, 403, "text/plain; charset=utf-8", err.message);
-  }
-
-  async function pageOf(
-    which: Extract<Route, { kind: "page" }>["page"],
-    query: URLSearchParams,
-    ctx: PageContext,
-    render: (status: number, o: PageOptions, main: Html) => void,
-  ) {
-    switch (which) {
-      case "overview":
-        return render(
-          200,
-          { title: "Overview", nav: "overview", stream: "/api/events/stream" },
-          overviewMain(ctx, await data.overview(engine)),
-        );
-      case "sagas": {
-        const params = Object.fromEntries(query) as data.ListParams;
-        // Only the first page refreshes itself: a later page would shift under the reader.
-        return render(
-          200,
-          { title: "Sagas", nav: "sagas", ...(params.cursor ? {} : { refreshMs: 5_000 }) },
-          listMain(ctx, params, await data.listSagas(engine, params)),
-        );
-      }
-      case "live":
-        return render(
-          200,
-          { title: "Live", nav: "live", stream: "/api/events/stream", onEvent: "append" },
-          liveMain(),
-        );
-      case "stuck":
-        return render(
-          200,
-          { title: "Stuck", nav: "stuck", refreshMs: 5_000 },
-          stuckMain(ctx, await data.stuck(engine, query.get("name") ?? undefined)),
-        );
-      case "dead-letters":
-        return render(
-          200,
-          { title: "Dead letters", nav: "dead-letters" },
-          deadLettersMain(ctx, await data.deadLetters(engine, query.get("subscription") ?? undefined)),
-        );
-    }
-  }
-
-  async function apiOf(
-    what: Extract<Route, { kind: "api" }>["what"],
-    query: URLSearchParams,
-    ctx: PageContext,
-  ) {
-    switch (what) {
-      case "overview":
-        return data.overview(engine);
-      case "sagas":
-        return data.listSagas(engine, Object.fromEntries(query) as data.ListParams);
-      case "stuck":
-        return data.stuck(engine, query.get("name") ?? undefined);
-      case "dead-letters":
-        return data.deadLetters(engine, query.get("subscription") ?? undefined);
-      case "session":
-        return { csrf: ctx.csrf, readOnly, auth: token !== null };
-    }
   }
 
   handler.close = async () => {

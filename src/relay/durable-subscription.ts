@@ -7,16 +7,12 @@ import { delayFor } from "../retry.js";
 import { insertDeadLetter, queuedRedrives, settleRedrive } from "../sql/outbox-dead-letters.js";
 import { acquireLease, commitCursor, releaseLease, renewLease } from "../sql/outbox-leases.js";
 import { type Cursor, cursorLag, readPage } from "../sql/outbox-read.js";
+import { batchDone, cursorAfter, xmaxOf } from "./cursor.js";
 import { deadLetterFromRow, eventFromRow } from "./events.js";
 import { type PayloadCodec, encodeValue, plainCodec } from "../codec/codec.js";
 import type { ResolvedSubscribe } from "./options.js";
 import type { EventHandler, SagaEvent, Subscription, SubscriptionMetrics } from "./types.js";
 import { Waker } from "./waker.js";
-
-/** The xmax of a pg_snapshot's text form `xmin:xmax:xip,...`. */
-function xmaxOf(snapshot: string): bigint {
-  return BigInt(snapshot.split(":")[1] ?? "0");
-}
 
 /** A durable subscription as the event bus drives it. */
 export interface DurableSubscription extends Subscription {
@@ -165,13 +161,12 @@ export function startDurable(
    */
   async function batch(mine: number): Promise<boolean> {
     const page = await readPage(pool, cursor, options.filter, size, size * SCAN_FACTOR);
-    const done: Cursor = { tick: page.cur, batchTick: null, xid: "0", id: 0, ahead: [] };
     if (page.rows.length === 0) {
       // The batch is finished, or there is nothing new: the batch's snapshot becomes the tick. A snapshot
       // that moved on without events is stored too, so an open transaction's rows leave the range scan.
       const finished = cursor.batchTick !== null;
       if (!finished && xmaxOf(page.cur) <= xmaxOf(cursor.tick)) return false;
-      return (await store(mine, done)) && finished;
+      return (await store(mine, batchDone(page))) && finished;
     }
     let handled = 0;
     const events = page.rows.filter((r) => r.matches).map((r) => eventFromRow(r, codec));
@@ -201,17 +196,7 @@ export function startDurable(
       counters.batchEvents += handled;
     }
     const full = page.more;
-    const end = page.rows.find((r) => r.page_end)!;
-    const next: Cursor = full
-      ? {
-          tick: cursor.tick,
-          batchTick: page.cur,
-          xid: end.xid,
-          id: Number(end.id),
-          ahead: [...cursor.ahead, ...page.rows.filter((r) => r.pulled).map((r) => Number(r.id))],
-        }
-      : done;
-    if (!(await store(mine, next))) return false;
+    if (!(await store(mine, cursorAfter(cursor, page)))) return false;
     size = full ? Math.min(size * 2, Math.max(options.maxBatchSize, options.batchSize)) : options.batchSize;
     return full;
   }

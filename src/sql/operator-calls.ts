@@ -52,13 +52,13 @@ export async function retryBySql(
   db: Executor,
   id: string,
   reason: string | undefined,
-): Promise<{ state: SagaState }> {
+): Promise<{ state: SagaState; queued: true }> {
   try {
     const { rows } = await db.query<{ state: SagaState }>("select saga.retry($1::uuid, $2) as state", [
       id,
       reason ?? null,
     ]);
-    return { state: rows[0]!.state };
+    return { state: rows[0]!.state, queued: true };
   } catch (err) {
     translate(err, id);
   }

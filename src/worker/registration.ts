@@ -5,7 +5,7 @@ import type { Executor } from "../executor.js";
 import { registerDefinition } from "../sql/workers.js";
 
 /** The graphile-worker task that runs a definition's version (saga._task in SQL). */
-export const sagaTask = (def: AnySaga) => `saga:${def.name}@${def.version}`;
+export const sagaTask = (def: AnySaga) => `saga:${def.key}`;
 
 /** Records each definition; refuses one whose steps changed under the same version number. */
 export async function registerDefinitions(db: Executor, sagas: readonly AnySaga[]): Promise<void> {

@@ -67,7 +67,7 @@ export async function retryCommand(
   id: string,
   o: WaitOptions & { reason?: string },
 ): Promise<void> {
-  const { state } = await cli
+  const { state, queued } = await cli
     .engine()
     .retry(id, { by: operator(), ...(o.reason ? { reason: o.reason } : {}) });
   const result = await settle(cli, id, state, o);
@@ -76,7 +76,9 @@ export async function retryCommand(
   cli.print(result, () =>
     o.wait
       ? `saga ${id} retried and ended ${paintState(cli.c, result.state)}${result.error ? `: ${formatError(result.error)}` : ""}`
-      : `saga ${id} retried: now ${paintState(cli.c, state)}`,
+      : queued
+        ? `saga ${id} retry queued for a worker: it resumes ${paintState(cli.c, state)}`
+        : `saga ${id} retried: now ${paintState(cli.c, state)}`,
   );
 }
 
