@@ -1,52 +1,13 @@
 /**
  * Child steps: `.child(name, { saga, input })` starts another saga and parks the parent until it ends (see
- * src/worker/children.ts). Kept apart from definition.ts; the types a child step needs of a saga are structural,
- * so this module does not import the class that uses it.
+ * src/worker/children.ts). The types a child step needs of a saga are structural (step-types.ts), so this module
+ * does not import the class that uses it.
  */
-import type { z } from "zod";
-import { type Duration, toMs } from "./duration.js";
+import { toMs } from "./duration.js";
 import { SagaError } from "./errors.js";
 import { DEFAULT_COMPENSATION_RETRY } from "./retry.js";
 import { NAME, type StepPlace } from "./definition-steps.js";
-import type { StepDefinition } from "./definition.js";
-
-/** What `.child()` needs of a saga definition: any `defineSaga(...)` result. */
-export interface ChildSagaRef {
-  readonly name: string;
-  readonly version: number;
-  /** Type-only: what the child's start accepts. */
-  readonly $start: unknown;
-  /** Type-only: the child's result, the parent step's output. */
-  readonly $result: unknown;
-}
-
-/** The options of a `.child()` step. */
-export interface ChildStepOptions<In, C extends ChildSagaRef> {
-  /** The child saga; it must be one of the engine's sagas too (`createSagaEngine({ sagas })`). */
-  saga: C;
-  /** The child's input, from this step's data; checked against the child's schema before the child starts. */
-  input: (data: In) => C["$start"];
-  /** A deadline for the child (it ends `timed_out` and the step fails); default: the child saga's own timeout. */
-  timeout?: Duration;
-  /** Run the step only when this returns true; false skips it (its data passes on). */
-  when?: (data: In) => boolean;
-  description?: string;
-}
-
-/** @internal the child saga as the worker starts it. */
-export interface ChildSpec {
-  readonly saga: {
-    readonly name: string;
-    readonly version: number;
-    readonly key: string;
-    readonly fingerprint: string;
-    readonly inputSchema: z.ZodType;
-    readonly timeoutMs: number | undefined;
-  };
-  readonly input: (data: unknown) => unknown;
-  /** The child's deadline: the step's timeout, else the child saga's timeout. */
-  readonly timeoutMs: number | undefined;
-}
+import type { ChildSagaRef, ChildSpec, ChildStepOptions, StepDefinition } from "./step-types.js";
 
 /** A child step never runs a handler of its own: the worker starts the child instead (children.ts). */
 const noHandler = () => {

@@ -5,7 +5,7 @@
 import { toMs } from "./duration.js";
 import { SagaError } from "./errors.js";
 import { DEFAULT_COMPENSATION_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
-import type { NextData, StepDefinition, StepOptions, TransactionalStepOptions } from "./definition.js";
+import type { NextData, StepDefinition, StepOptions, TransactionalStepOptions } from "./step-types.js";
 
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
 

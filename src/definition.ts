@@ -2,9 +2,7 @@ import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { type CompensationStrategy, compensation as compensationStrategies } from "./compensation.js";
 import { type Duration, toMs } from "./duration.js";
-import { SagaError, type StoredError } from "./errors.js";
-import type { Executor } from "./executor.js";
-import type { Logger } from "./logger.js";
+import { SagaError } from "./errors.js";
 import { DEFAULT_STEP_RETRY, type RetryPolicy, isRetryPolicy } from "./retry.js";
 import {
   type BranchOptions,
@@ -15,102 +13,28 @@ import {
   groupSteps,
   stepShape,
 } from "./definition-steps.js";
-
-import { type ChildSagaRef, type ChildSpec, type ChildStepOptions, childStep } from "./definition-child.js";
+import { childStep } from "./definition-child.js";
+import type {
+  ChildSagaRef,
+  ChildStepOptions,
+  NextData,
+  StepDefinition,
+  StepOptions,
+  TransactionalStepOptions,
+} from "./step-types.js";
 
 export type { BranchOptions, BranchOutput, GroupData } from "./definition-steps.js";
-
-/** What every step handler receives besides its data. */
-export interface StepContext {
-  readonly sagaId: string;
-  readonly sagaName: string;
-  readonly step: string;
-  /** 1-based; counts every try of this step, including those before a manual `retry`. */
-  readonly attempt: number;
-  /** Stable across retries of the same step of the same saga: hand it to the service you call. */
-  readonly idempotencyKey: string;
-  /** Aborts on the step timeout, on cancel, on the saga deadline and on worker shutdown. */
-  readonly signal: AbortSignal;
-  readonly logger: Logger;
-  /**
-   * Starts a child saga that this step does not wait for (fire-and-forget; `.child()` waits). Its parent is this
-   * saga; idempotent per step (a retry finds the children its earlier attempt started). In a transactional step
-   * it starts on `ctx.tx`, so it exists exactly when the step commits. The child saga must be one the workers run.
-   */
-  startChild<C extends AnySaga>(saga: C, input: C["$start"]): Promise<{ id: string; created: boolean }>;
-}
-
-/** The context of a `transactional: true` step: `tx` is the engine's own transaction. */
-export interface TransactionalStepContext extends StepContext {
-  /** Commits exactly once, together with the step's record; a throw rolls both back. */
-  readonly tx: Executor;
-}
-
-/** What a compensation receives besides the step's data. */
-export interface CompensateContext<In> extends StepContext {
-  /**
-   * `succeeded`: the step finished and `data` is its output. `unknown`: the step may have had its effect
-   * (it timed out, its worker died, or the saga was cancelled mid-call) and `data` is the step's input.
-   * Compensations must tolerate "nothing to undo".
-   */
-  readonly outcome: "succeeded" | "unknown";
-  /** The data the step was given. */
-  readonly input: In;
-  /** Why the saga is compensating: the step error, or the cancel/timeout reason. */
-  readonly error: StoredError | null;
-}
-
-type Awaitable<T> = T | Promise<T>;
-/** A step that returns nothing passes its input on unchanged. */
-export type NextData<In, Out> = [Out] extends [void | undefined] ? In : Out;
-
-interface StepOptionsBase<In, Out> {
-  compensate?: (data: NextData<In, Out>, ctx: CompensateContext<In>) => unknown;
-  /** Per-attempt timeout; the attempt fails with `STEP_TIMEOUT` (retryable). */
-  timeout?: Duration;
-  /** Overrides the saga's retry policy for this step. */
-  retry?: RetryPolicy;
-  /** Policy for this step's compensation; default: exponential, 10 attempts. */
-  compensateRetry?: RetryPolicy;
-  /** Decides for errors that are neither `BusinessError` nor `RetryableError`; default: retryable. */
-  retryable?: (error: unknown) => boolean;
-  /** Runs the step only when this returns true; otherwise it is `skipped`, passes its input on, is never compensated. */
-  when?: (data: In) => boolean;
-  description?: string;
-}
-
-/** A step whose handler calls the outside world: at least once, with `ctx.idempotencyKey`. */
-export interface StepOptions<In, Out> extends StepOptionsBase<In, Out> {
-  transactional?: false;
-  execute: (data: In, ctx: StepContext) => Awaitable<Out>;
-}
-
-/** A step whose handler only writes to this database, on `ctx.tx`: exactly once. */
-export interface TransactionalStepOptions<In, Out> extends StepOptionsBase<In, Out> {
-  transactional: true;
-  execute: (data: In, ctx: TransactionalStepContext) => Awaitable<Out>;
-}
-
-/** @internal a step as the engine runs it. */
-export interface StepDefinition {
-  readonly name: string;
-  /** The flat position in the saga: the step row's key. */
-  readonly index: number;
-  /** The position of its group: a plain step is a group of one; the branches of a `.parallel()` share one. */
-  readonly group: number;
-  readonly kind: "step" | "child";
-  readonly when: ((data: unknown) => boolean) | undefined;
-  /** For a `child` step: the saga it starts (definition-child.ts). */
-  readonly child?: ChildSpec;
-  readonly transactional: boolean;
-  readonly execute: (data: unknown, ctx: TransactionalStepContext) => Awaitable<unknown>;
-  readonly compensate: ((data: unknown, ctx: CompensateContext<unknown>) => unknown) | undefined;
-  readonly timeoutMs: number | undefined;
-  readonly retry: RetryPolicy;
-  readonly compensateRetry: RetryPolicy;
-  readonly retryable: ((error: unknown) => boolean) | undefined;
-  readonly description: string | undefined;
-}
+export type {
+  ChildSagaRef,
+  ChildStepOptions,
+  CompensateContext,
+  NextData,
+  StepContext,
+  StepDefinition,
+  StepOptions,
+  TransactionalStepContext,
+  TransactionalStepOptions,
+} from "./step-types.js";
 
 export interface SagaConfig<S extends z.ZodType> {
   /** Unique per application; instances are found by it. */

@@ -7,6 +7,7 @@
  */
 import { type AnySaga, assertRunnable } from "../definition.js";
 import type { Executor } from "../executor.js";
+import type { StepContext } from "../step-types.js";
 import { type PayloadCodec } from "../codec/codec.js";
 import { encodeInput } from "../codec/rows.js";
 import { checkStart } from "../start-options.js";
@@ -15,7 +16,7 @@ import { startSaga } from "../sql/start-saga.js";
 /** The same ceiling as engine.start()'s default maxPayloadBytes. */
 const MAX_CHILD_INPUT_BYTES = 1_048_576;
 
-export type StartChild = (saga: AnySaga, input: unknown) => Promise<{ id: string; created: boolean }>;
+export type StartChild = StepContext["startChild"];
 
 export function childStarter(
   db: Executor,
@@ -24,7 +25,9 @@ export function childStarter(
   idempotencyKey: string,
 ): StartChild {
   const started = new Map<string, number>();
-  return async (saga, input) => {
+  return async (ref, input) => {
+    // Any defineSaga() result; anything else is refused by assertRunnable.
+    const saga = ref as unknown as AnySaga;
     assertRunnable(saga);
     const n = started.get(saga.name) ?? 0;
     started.set(saga.name, n + 1);
