@@ -89,7 +89,7 @@ export interface StepRow {
   child?: ChildRow | null;
 }
 
-/** A step handler this worker now holds the lease for. */
+/** @internal A step handler this worker now holds the lease for. */
 export interface Claim {
   kind: "execute" | "compensate";
   index: number;
@@ -106,6 +106,7 @@ export interface Claim {
 /** Why an attempt ended without a result. */
 export type FailureKind = "error" | "timeout" | "released" | "lost";
 
+/** @internal What the decisions need from the worker that takes them. */
 export interface DecideEnv {
   workerId: string;
   /** Lease length in ms written on the step: informational; the reaper goes by worker heartbeats. */
