@@ -90,6 +90,7 @@ declare
   v_name text;
   v_version int;
   v_tenant text;
+  v_parent uuid;
   s jsonb;
   j jsonb;
 begin
@@ -106,9 +107,14 @@ begin
     finished_at = case when p_instance ? 'finished' then (case when (p_instance->>'finished')::boolean then now() end) else i.finished_at end,
     updated_at = now()
   where i.id = p_id
-  returning i.name, i.version, i.tenant into v_name, v_version, v_tenant;
+  returning i.name, i.version, i.tenant, case when i.parent_step is not null then i.parent_id end
+    into v_name, v_version, v_tenant, v_parent;
   if not found then
     raise exception 'saga % not found', p_id using errcode = 'SG404';
+  end if;
+  -- A child saga that ends wakes the parent step waiting for it, in this commit (sql/children.sql).
+  if v_parent is not null and (p_instance->>'finished')::boolean then
+    perform saga._wake_parent(v_parent);
   end if;
 
   -- Each step patch updates its row in place, or inserts it when there is none (a first claim). Not INSERT ...
@@ -173,6 +179,8 @@ begin
     if j ? 'done' then
       -- The job running this transition has nothing left to do: it ends in this commit (sql/graphile.sql).
       perform saga._job_done((j->>'done')::bigint);
+    elsif j ? 'child' then
+      perform saga._child_job(p_id, j->'child');
     else
       perform saga._add_job(saga._task(v_name, v_version), (j->'payload')::json,
         case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
@@ -200,7 +208,15 @@ begin
           'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
           'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
           'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
-          'error', s.error) order by s.index)
+          'error', s.error,
+          -- A .child() step's child (sql/children.sql), looked up only where a decision may need it: a step
+          -- waiting without a lease, or any step of a compensating saga; {"id": null} when it has none. Its
+          -- result only while the step waits. instances_parent_id_parent_step_key.
+          'child', case when i.state = 'compensating' or (s.status = 'running' and s.lease_owner is null) then
+            coalesce((select json_build_object('id', c.id, 'state', c.state, 'error', c.error,
+               'result', case when s.status = 'running' and c.state = 'completed' then c.result end)
+             from saga.instances c where c.parent_id = i.id and c.parent_step = s.index), json_build_object('id', null))
+            end) order by s.index)
         from saga.steps s where s.saga_id = i.id), '[]'::json))
     from saga.instances i where i.id = p_id);
 end $$;

@@ -184,6 +184,7 @@ end $$;
 -- Every saga that has not ended and is not moving, with the first reason that applies:
 --   no_worker_for_version  no live worker (by heartbeat) runs name@version
 --   lease_expired          a step is leased by a worker that went silent, or its lease ran out
+--   waiting_child          a .child() step waits for its child saga to end (the child's own row says why it is not)
 --   no_job                 nothing will run it: no job for it (or only jobs that failed for good)
 --   retry_scheduled        a step failed and waits for its next attempt at retry_at
 --   waiting_compensation   a compensation failed and waits for its next attempt at retry_at
@@ -221,8 +222,16 @@ candidates as (
     w.compensation_at, w.compensation_step,
     coalesce((select s.name from saga.steps s where s.saga_id = i.id and s.index = i.current_step),
       (select d.steps->i.current_step->>'name' from saga.definitions d where d.name = i.name and d.version = i.version))
-      as current_name
+      as current_name,
+    wc.id as child_id, wc.step as child_step
   from saga.instances i
+  -- instances_parent_id_parent_step_key: the child of a .child() step that has not ended.
+  left join lateral (
+    select c.id, s.name as step from saga.instances c join saga.steps s on s.saga_id = i.id and s.index = c.parent_step
+    where c.parent_id = i.id and c.parent_step is not null
+      -- A completed child the parent asked to compensate, until its worker takes the request.
+      and (c.state in ('running', 'compensating') or (c.state = 'completed' and s.status = 'compensating'))
+    order by c.parent_step limit 1) wc on true
   left join leases l on l.saga_id = i.id
   left join jobs j on j.saga_id = i.id::text
   left join waits w on w.saga_id = i.id
@@ -238,14 +247,16 @@ cross join lateral (
     (2, 'lease_expired', c.lost_step, null::timestamptz,
      format('step %s is leased by worker %s, which went silent or let the lease run out', c.lost_step, c.lost_owner),
      c.lost_step is not null),
-    (3, 'no_job', c.current_name, null::timestamptz,
+    (3, 'waiting_child', c.child_step, null::timestamptz, format('waiting for child %s', c.child_id),
+     c.child_id is not null),
+    (4, 'no_job', c.current_name, null::timestamptz,
      case when coalesce(c.exhausted, 0) > 0 then format('its job failed for good: %s', c.last_error)
           else 'no job will run it' end,
      coalesce(c.runnable, 0) = 0),
-    (4, 'retry_scheduled', c.retry_step, c.retry_at,
+    (5, 'retry_scheduled', c.retry_step, c.retry_at,
      format('step %s retries at %s', c.retry_step, c.retry_at),
      c.state = 'running' and c.retry_at is not null),
-    (5, 'waiting_compensation', c.compensation_step, c.compensation_at,
+    (6, 'waiting_compensation', c.compensation_step, c.compensation_at,
      format('compensation of step %s retries at %s', c.compensation_step, c.compensation_at),
      c.state = 'compensating' and c.compensation_at is not null)
   ) v(rank, reason, step, retry_at, detail, applies)

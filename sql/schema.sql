@@ -14,6 +14,7 @@ declare
   v_name text;
   v_version int;
   v_tenant text;
+  v_parent uuid;
   s jsonb;
   j jsonb;
 begin
@@ -30,9 +31,14 @@ begin
     finished_at = case when p_instance ? 'finished' then (case when (p_instance->>'finished')::boolean then now() end) else i.finished_at end,
     updated_at = now()
   where i.id = p_id
-  returning i.name, i.version, i.tenant into v_name, v_version, v_tenant;
+  returning i.name, i.version, i.tenant, case when i.parent_step is not null then i.parent_id end
+    into v_name, v_version, v_tenant, v_parent;
   if not found then
     raise exception 'saga % not found', p_id using errcode = 'SG404';
+  end if;
+  -- A child saga that ends wakes the parent step waiting for it, in this commit (sql/children.sql).
+  if v_parent is not null and (p_instance->>'finished')::boolean then
+    perform saga._wake_parent(v_parent);
   end if;
 
   -- Each step patch updates its row in place, or inserts it when there is none (a first claim). Not INSERT ...
@@ -97,6 +103,8 @@ begin
     if j ? 'done' then
       -- The job running this transition has nothing left to do: it ends in this commit (sql/graphile.sql).
       perform saga._job_done((j->>'done')::bigint);
+    elsif j ? 'child' then
+      perform saga._child_job(p_id, j->'child');
     else
       perform saga._add_job(saga._task(v_name, v_version), (j->'payload')::json,
         case when j ? 'delay_ms' then now() + (j->>'delay_ms')::bigint * interval '1 millisecond' end);
@@ -193,6 +201,68 @@ CREATE FUNCTION saga._batch_read(p_prev pg_snapshot, p_cur pg_snapshot, p_xid xi
   order by s.xid, s.id
 $$;
 
+CREATE FUNCTION saga._child_job(p_parent uuid, p_spec jsonb) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_id uuid;
+  v_state text;
+  v_step int := (p_spec->>'step')::int;
+  v_task text;
+  v_deadline timestamptz;
+  c record;
+begin
+  if p_spec->>'op' = 'start' then
+    v_task := saga._task(p_spec->>'name', (p_spec->>'version')::int);
+    if p_spec ? 'timeout_ms' then
+      v_deadline := now() + (p_spec->>'timeout_ms')::bigint * interval '1 millisecond';
+    end if;
+    -- The child shares its parent's tenant and trace.
+    insert into saga.instances as i (name, version, state, input, metadata, deadline, seq, trace_context,
+      parent_id, parent_step, tenant)
+    select p_spec->>'name', (p_spec->>'version')::int, 'running', p_spec->'input', '{}'::jsonb, v_deadline, 1,
+      p.trace_context, p.id, v_step, p.tenant
+    from saga.instances p where p.id = p_parent
+    -- instances_parent_id_parent_step_key: a retried transition finds the child its first try started.
+    on conflict (parent_id, parent_step) where parent_step is not null do nothing
+    returning i.id into v_id;
+    if v_id is null then
+      select i.state into v_state from saga.instances i where i.parent_id = p_parent and i.parent_step = v_step;
+      -- Started before and already ended (the parent was retried): its end is the step's, at once.
+      if v_state not in ('running', 'compensating') then
+        perform saga._wake_parent(p_parent);
+      end if;
+      return;
+    end if;
+    insert into saga.outbox (saga_id, seq, type, name, payload, tenant)
+    select v_id, 1, 'saga.started', p_spec->>'name', jsonb_strip_nulls(jsonb_build_object('version',
+      (p_spec->>'version')::int, 'parentId', p_parent, 'parentStep', v_step, 'deadline', v_deadline)), i.tenant
+    from saga.instances i where i.id = v_id;
+    perform saga._add_job(v_task, json_build_object('id', v_id));
+    if v_deadline is not null then
+      perform saga._add_job(v_task, json_build_object('id', v_id, 'deadline', true), v_deadline);
+    end if;
+  elsif p_spec->>'op' = 'cancel' then
+    -- The same request saga.cancel writes: the child's worker performs it, and cancels the child's own children.
+    for c in select i.id, i.name, i.version from saga.instances i
+             where i.parent_id = p_parent and i.parent_step is not null and i.state = 'running' loop
+      insert into saga.cancel_requests (saga_id, reason) values (c.id, p_spec->>'reason') on conflict (saga_id) do nothing;
+      perform saga._add_job(saga._task(c.name, c.version),
+        json_build_object('id', c.id, 'cancel', p_spec->>'reason', 'by', 'parent saga ' || p_parent), null, -10);
+      perform pg_notify('saga_control', json_build_object('id', c.id)::text);
+    end loop;
+  elsif p_spec->>'op' = 'compensate' then
+    select i.name, i.version into c from saga.instances i
+    where i.id = (p_spec->>'id')::uuid and i.parent_id = p_parent and i.state = 'completed';
+    if found then
+      perform saga._add_job(saga._task(c.name, c.version),
+        json_build_object('id', p_spec->>'id', 'compensate', p_spec->>'reason'));
+    end if;
+  else
+    raise exception 'saga._child_job: unknown op %', p_spec->>'op' using errcode = 'SG400';
+  end if;
+end $$;
+
 CREATE FUNCTION saga._cursor_pending(p_name text, p_limit integer) RETURNS TABLE(id bigint, created_at timestamp with time zone)
     LANGUAGE plpgsql STABLE
     AS $$
@@ -268,7 +338,7 @@ begin
   foreach f in array array[
     'saga.start(text, jsonb, jsonb)', 'saga.cancel(uuid, text)', 'saga.retry(uuid, text)',
     'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text)',
-    'saga._publish(text[], text[], text[])', 'saga._saga_jobs()'] loop
+    'saga._publish(text[], text[], text[])', 'saga._saga_jobs()', 'saga.children(uuid)'] loop
     execute format('alter function %s security definer set search_path = pg_catalog, pg_temp', f);
   end loop;
   -- Nothing of schema saga for PUBLIC: functions are executable by PUBLIC unless revoked.
@@ -311,15 +381,15 @@ begin
     grant execute on function saga.start(text, jsonb, jsonb), saga.cancel(uuid, text), saga.retry(uuid, text),
       saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text),
       saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after(), saga._tenant(),
-      saga._tenant_visible(text) to saga_app;
+      saga._tenant_visible(text), saga.children(uuid) to saga_app;
   end if;
 
   if reader then
     grant usage on schema saga to saga_reader;
     -- saga.retry_requests: engine.waitFor() waits for a retry that is queued (sql/operator.sql).
     grant select on saga.instances, saga.steps, saga.events, saga.stuck, saga.retry_requests to saga_reader;
-    grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text)
-      to saga_reader;
+    grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text),
+      saga.children(uuid) to saga_reader;
   end if;
 end $$;
 
@@ -536,7 +606,15 @@ begin
           'index', s.index, 'name', s.name, 'status', s.status, 'attempt', s.attempt, 'attempt_base', s.attempt_base,
           'compensation_attempt', s.compensation_attempt, 'compensation_attempt_base', s.compensation_attempt_base,
           'lease_owner', s.lease_owner, 'due', s.next_attempt_at is null or s.next_attempt_at <= now(),
-          'error', s.error) order by s.index)
+          'error', s.error,
+          -- A .child() step's child (sql/children.sql), looked up only where a decision may need it: a step
+          -- waiting without a lease, or any step of a compensating saga; {"id": null} when it has none. Its
+          -- result only while the step waits. instances_parent_id_parent_step_key.
+          'child', case when i.state = 'compensating' or (s.status = 'running' and s.lease_owner is null) then
+            coalesce((select json_build_object('id', c.id, 'state', c.state, 'error', c.error,
+               'result', case when s.status = 'running' and c.state = 'completed' then c.result end)
+             from saga.instances c where c.parent_id = i.id and c.parent_step = s.index), json_build_object('id', null))
+            end) order by s.index)
         from saga.steps s where s.saga_id = i.id), '[]'::json))
     from saga.instances i where i.id = p_id);
 end $$;
@@ -577,6 +655,18 @@ begin
   perform pg_notify('jobs:insert', json_build_object('count', p_count)::text);
 end $$;
 
+CREATE FUNCTION saga._wake_parent(p_parent uuid) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v record;
+begin
+  select p.name, p.version into v from saga.instances p where p.id = p_parent;
+  if found then
+    perform saga._add_job(saga._task(v.name, v.version), json_build_object('id', p_parent));
+  end if;
+end $$;
+
 CREATE FUNCTION saga.cancel(p_id uuid, p_reason text DEFAULT 'cancelled'::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -602,6 +692,16 @@ begin
   end if;
   return v.state;
 end $$;
+
+CREATE FUNCTION saga.children(p_id uuid) RETURNS TABLE(id uuid, name text, version integer, state text, parent_step integer, result jsonb, error jsonb, created_at timestamp with time zone, finished_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select c.id, c.name, c.version, c.state, c.parent_step, c.result, c.error, c.created_at, c.finished_at
+  from saga.instances c
+  where c.parent_id = p_id and saga._tenant_visible(c.tenant)
+  order by c.created_at, c.id
+$$;
 
 CREATE FUNCTION saga.retry(p_id uuid, p_reason text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -830,7 +930,8 @@ CREATE TABLE saga.instances (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
-    tenant text
+    tenant text,
+    parent_step integer
 );
 
 ALTER TABLE saga.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -944,8 +1045,17 @@ CREATE VIEW saga.stuck AS
                    FROM saga.steps s
                   WHERE ((s.saga_id = i.id) AND (s.index = i.current_step))), ( SELECT ((d.steps -> i.current_step) ->> 'name'::text)
                    FROM saga.definitions d
-                  WHERE ((d.name = i.name) AND (d.version = i.version)))) AS current_name
-           FROM (((saga.instances i
+                  WHERE ((d.name = i.name) AND (d.version = i.version)))) AS current_name,
+            wc.id AS child_id,
+            wc.step AS child_step
+           FROM ((((saga.instances i
+             LEFT JOIN LATERAL ( SELECT c_1.id,
+                    s.name AS step
+                   FROM (saga.instances c_1
+                     JOIN saga.steps s ON (((s.saga_id = i.id) AND (s.index = c_1.parent_step))))
+                  WHERE ((c_1.parent_id = i.id) AND (c_1.parent_step IS NOT NULL) AND ((c_1.state = ANY (ARRAY['running'::text, 'compensating'::text])) OR ((c_1.state = 'completed'::text) AND (s.status = 'compensating'::text))))
+                  ORDER BY c_1.parent_step
+                 LIMIT 1) wc ON (true))
              LEFT JOIN leases l ON ((l.saga_id = i.id)))
              LEFT JOIN jobs j ON ((j.saga_id = (i.id)::text)))
              LEFT JOIN waits w ON ((w.saga_id = i.id)))
@@ -967,11 +1077,11 @@ CREATE VIEW saga.stuck AS
             v.retry_at,
             v.detail,
             v.applies
-           FROM ( VALUES (1,'no_worker_for_version'::text,c.current_name,NULL::timestamp with time zone,format('no live worker runs %s@%s'::text, c.name, c.version),(NOT c.served)), (2,'lease_expired'::text,c.lost_step,NULL::timestamp with time zone,format('step %s is leased by worker %s, which went silent or let the lease run out'::text, c.lost_step, c.lost_owner),(c.lost_step IS NOT NULL)), (3,'no_job'::text,c.current_name,NULL::timestamp with time zone,
+           FROM ( VALUES (1,'no_worker_for_version'::text,c.current_name,NULL::timestamp with time zone,format('no live worker runs %s@%s'::text, c.name, c.version),(NOT c.served)), (2,'lease_expired'::text,c.lost_step,NULL::timestamp with time zone,format('step %s is leased by worker %s, which went silent or let the lease run out'::text, c.lost_step, c.lost_owner),(c.lost_step IS NOT NULL)), (3,'waiting_child'::text,c.child_step,NULL::timestamp with time zone,format('waiting for child %s'::text, c.child_id),(c.child_id IS NOT NULL)), (4,'no_job'::text,c.current_name,NULL::timestamp with time zone,
                         CASE
                             WHEN (COALESCE(c.exhausted, (0)::bigint) > 0) THEN format('its job failed for good: %s'::text, c.last_error)
                             ELSE 'no job will run it'::text
-                        END,(COALESCE(c.runnable, (0)::bigint) = 0)), (4,'retry_scheduled'::text,c.retry_step,c.retry_at,format('step %s retries at %s'::text, c.retry_step, c.retry_at),((c.state = 'running'::text) AND (c.retry_at IS NOT NULL))), (5,'waiting_compensation'::text,c.compensation_step,c.compensation_at,format('compensation of step %s retries at %s'::text, c.compensation_step, c.compensation_at),((c.state = 'compensating'::text) AND (c.compensation_at IS NOT NULL)))) v(rank, reason, step, retry_at, detail, applies)
+                        END,(COALESCE(c.runnable, (0)::bigint) = 0)), (5,'retry_scheduled'::text,c.retry_step,c.retry_at,format('step %s retries at %s'::text, c.retry_step, c.retry_at),((c.state = 'running'::text) AND (c.retry_at IS NOT NULL))), (6,'waiting_compensation'::text,c.compensation_step,c.compensation_at,format('compensation of step %s retries at %s'::text, c.compensation_step, c.compensation_at),((c.state = 'compensating'::text) AND (c.compensation_at IS NOT NULL)))) v(rank, reason, step, retry_at, detail, applies)
           WHERE v.applies
           ORDER BY v.rank
          LIMIT 1) r);
@@ -1033,6 +1143,8 @@ CREATE INDEX instances_created_at_id_idx ON saga.instances USING btree (created_
 CREATE UNIQUE INDEX instances_name_idempotency_key_key ON saga.instances USING btree (name, idempotency_key);
 
 CREATE INDEX instances_parent_id_idx ON saga.instances USING btree (parent_id) WHERE (parent_id IS NOT NULL);
+
+CREATE UNIQUE INDEX instances_parent_id_parent_step_key ON saga.instances USING btree (parent_id, parent_step) WHERE (parent_step IS NOT NULL);
 
 CREATE INDEX instances_state_created_at_idx ON saga.instances USING btree (state, created_at, id);
 

@@ -59,7 +59,7 @@ begin
   foreach f in array array[
     'saga.start(text, jsonb, jsonb)', 'saga.cancel(uuid, text)', 'saga.retry(uuid, text)',
     'saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text)',
-    'saga._publish(text[], text[], text[])', 'saga._saga_jobs()'] loop
+    'saga._publish(text[], text[], text[])', 'saga._saga_jobs()', 'saga.children(uuid)'] loop
     execute format('alter function %s security definer set search_path = pg_catalog, pg_temp', f);
   end loop;
   -- Nothing of schema saga for PUBLIC: functions are executable by PUBLIC unless revoked.
@@ -102,14 +102,14 @@ begin
     grant execute on function saga.start(text, jsonb, jsonb), saga.cancel(uuid, text), saga.retry(uuid, text),
       saga._start(text, integer, jsonb, text, jsonb, bigint, text, uuid, boolean, text),
       saga._publish(text[], text[], text[]), saga._saga_jobs(), saga._stale_after(), saga._tenant(),
-      saga._tenant_visible(text) to saga_app;
+      saga._tenant_visible(text), saga.children(uuid) to saga_app;
   end if;
 
   if reader then
     grant usage on schema saga to saga_reader;
     -- saga.retry_requests: engine.waitFor() waits for a retry that is queued (sql/operator.sql).
     grant select on saga.instances, saga.steps, saga.events, saga.stuck, saga.retry_requests to saga_reader;
-    grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text)
-      to saga_reader;
+    grant execute on function saga._saga_jobs(), saga._stale_after(), saga._tenant(), saga._tenant_visible(text),
+      saga.children(uuid) to saga_reader;
   end if;
 end $$;

@@ -121,5 +121,7 @@ export function stepShape(s: StepDefinition): unknown[] {
   const shape: unknown[] = [s.name, s.transactional, s.compensate !== undefined];
   if (s.group !== s.index || s.kind !== "step" || s.when !== undefined)
     shape.push(s.group, s.kind, s.when !== undefined);
+  // A child step is also the saga it starts.
+  if (s.child) shape.push(s.child.saga.key);
   return shape;
 }

@@ -13,9 +13,20 @@ import {
   groupSteps,
   stepShape,
 } from "./definition-steps.js";
+import { childStep } from "./definition-child.js";
+import type {
+  ChildSagaRef,
+  ChildStepOptions,
+  NextData,
+  StepDefinition,
+  StepOptions,
+  TransactionalStepOptions,
+} from "./step-types.js";
 
 export type { BranchOptions, BranchOutput, GroupData } from "./definition-steps.js";
 export type {
+  ChildSagaRef,
+  ChildStepOptions,
   CompensateContext,
   NextData,
   StepContext,
@@ -24,7 +35,6 @@ export type {
   TransactionalStepContext,
   TransactionalStepOptions,
 } from "./step-types.js";
-import type { NextData, StepDefinition, StepOptions, TransactionalStepOptions } from "./step-types.js";
 
 export interface SagaConfig<S extends z.ZodType> {
   /** Unique per application; instances are found by it. */
@@ -124,6 +134,34 @@ export class SagaDefinition<Input, Data, Start = Input> {
   ): SagaDefinition<Input, GroupData<Data, B>, Start> {
     const steps = buildGroup(branches as Record<string, BranchOptions<unknown, unknown>>, this.place());
     return new SagaDefinition<Input, GroupData<Data, B>, Start>(this.config, [...this.steps, ...steps]);
+  }
+
+  /**
+   * Appends a step that starts `options.saga` as a child of this saga and waits for it without holding a
+   * worker: the step's output is the child's result; a child that does not complete fails the step.
+   *
+   * @example
+   * const trip = defineSaga({ name: "trip", input: z.object({ city: z.string() }) })
+   *   .child("book-hotel", { saga: hotelSaga, input: (d) => ({ city: d.city, nights: 2 }) });
+   */
+  child<C extends ChildSagaRef>(
+    name: string,
+    options: ChildStepOptions<Data, C> & { when: (data: Data) => boolean },
+  ): SagaDefinition<Input, C["$result"] | Data, Start>;
+  child<C extends ChildSagaRef>(
+    name: string,
+    options: ChildStepOptions<Data, C>,
+  ): SagaDefinition<Input, C["$result"], Start>;
+  child<C extends ChildSagaRef>(
+    name: string,
+    options: ChildStepOptions<Data, C>,
+  ): SagaDefinition<Input, C["$result"], Start> {
+    const step = childStep(
+      name,
+      options as unknown as ChildStepOptions<unknown, ChildSagaRef>,
+      this.place("child"),
+    );
+    return new SagaDefinition<Input, C["$result"], Start>(this.config, [...this.steps, step]);
   }
 
   /** @internal where the next step or group goes. */

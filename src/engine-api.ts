@@ -16,7 +16,7 @@ import type { Bridge } from "./bridges/bridge.js";
 import type { RunningBridges } from "./bridges/outbound.js";
 
 /** A page of `engine.list()`: an array, plus the cursor of the next page (null on the last). */
-export type SagaPage = Omit<SagaInstance, "steps">[] & { nextCursor: string | null };
+export type SagaPage = Omit<SagaInstance, "steps" | "children">[] & { nextCursor: string | null };
 
 /** The engine: start, read, operate, and run workers. Create one per process with {@link createSagaEngine}. */
 export interface SagaEngine {

@@ -16,6 +16,7 @@ import { sagaMetrics } from "./sql/saga-metrics.js";
 import { checkHealth } from "./health.js";
 import { startSaga } from "./sql/start-saga.js";
 import { retryQueued } from "./sql/retry-requests.js";
+import { assertChildrenRegistered } from "./worker/children.js";
 import { Wakeups } from "./wakeups.js";
 import { type EventBus, createEventBus } from "./relay/event-bus.js";
 import { startBridges } from "./bridges/outbound.js";
@@ -45,6 +46,7 @@ import type { SagaEngine } from "./engine-api.js";
 export function createSagaEngine(options: EngineOptions): SagaEngine {
   const config = resolveEngineOptions(options);
   for (const saga of config.sagas) assertRunnable(saga);
+  assertChildrenRegistered(config.sagas);
   const byKey = new Map<string, AnySaga>();
   const latest = new Map<string, AnySaga>();
   for (const saga of config.sagas) {
@@ -142,6 +144,7 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
             decodeRow(codec, row),
             row.steps.map((s) => decodeStep(codec, s)),
             definitionOf(row.name, row.version),
+            row.children,
           )
         : null;
     },
@@ -151,7 +154,11 @@ export function createSagaEngine(options: EngineOptions): SagaEngine {
       const filter = resolveListOptions(listOptions, decodeCursor);
       const rows = await listSagas(pool, filter);
       const items = rows.map((r) => {
-        const { steps: _steps, ...rest } = toInstance(decodeRow(codec, r), [], undefined);
+        const {
+          steps: _steps,
+          children: _children,
+          ...rest
+        } = toInstance(decodeRow(codec, r), [], undefined);
         return rest;
       });
       const last = rows[rows.length - 1];

@@ -25,7 +25,10 @@ export type SagaErrorCode =
   | "BRIDGE_DEPENDENCY_MISSING"
   | "CODEC_KEY_MISSING"
   | "CODEC_DECRYPT_FAILED"
-  | "DATABASE_TLS";
+  | "DATABASE_TLS"
+  | "CHILD_FAILED"
+  | "CHILD_COMPENSATION_FAILED"
+  | "PARENT_COMPENSATING";
 
 /**
  * The one error type the engine throws.

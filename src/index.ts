@@ -8,6 +8,8 @@ export type {
   BranchOptions,
   BranchOutput,
   GroupData,
+  ChildSagaRef,
+  ChildStepOptions,
   CompensateContext,
   NextData,
   SagaConfig,
@@ -18,6 +20,7 @@ export type {
 } from "./definition.js";
 export { createSagaEngine } from "./engine.js";
 export type { SagaEngine, SagaInstance, SagaPage, SagaState, SagaStepView } from "./engine.js";
+export type { SagaChildView } from "./instance-view.js";
 export type { EngineOptions } from "./options.js";
 export type { ListOptions } from "./list-options.js";
 export type { StartOptions } from "./start-options.js";

@@ -1,6 +1,6 @@
 import type { AnySaga } from "./definition.js";
 import { type SagaState, TERMINAL_STATES } from "./model.js";
-import type { InstanceRow, StepReadRow } from "./sql/read-sagas.js";
+import type { ChildReadRow, InstanceRow, StepReadRow } from "./sql/read-sagas.js";
 
 /** A step as `engine.get()` shows it, in step order. */
 export interface SagaStepView {
@@ -19,6 +19,14 @@ export interface SagaStepView {
   finishedAt: Date | null;
   compensationStartedAt: Date | null;
   compensationFinishedAt: Date | null;
+}
+
+/** A child saga: of a `.child()` step (`parentStep` its index) or started by `ctx.startChild` (`parentStep` null). */
+export interface SagaChildView {
+  id: string;
+  name: string;
+  state: SagaState;
+  parentStep: number | null;
 }
 
 /** A saga instance. `error` is `{ code, message, type, retryable, details?, step? }` or null. */
@@ -41,10 +49,17 @@ export interface SagaInstance {
   updatedAt: Date;
   finishedAt: Date | null;
   steps: SagaStepView[];
+  /** Its child sagas, in the order they started. */
+  children: SagaChildView[];
 }
 
 /** A saga instance as the API shows it: unreached steps as pending, or skipped once the saga ended. */
-export function toInstance(row: InstanceRow, steps: StepReadRow[], def: AnySaga | undefined): SagaInstance {
+export function toInstance(
+  row: InstanceRow,
+  steps: StepReadRow[],
+  def: AnySaga | undefined,
+  children: ChildReadRow[] = [],
+): SagaInstance {
   const state = row.state as SagaState;
   const views: SagaStepView[] = steps.map((s) => ({
     name: s.name,
@@ -102,5 +117,11 @@ export function toInstance(row: InstanceRow, steps: StepReadRow[], def: AnySaga 
     updatedAt: row.updated_at,
     finishedAt: row.finished_at,
     steps: views,
+    children: children.map((c) => ({
+      id: c.id,
+      name: c.name,
+      state: c.state as SagaState,
+      parentStep: c.parent_step,
+    })),
   };
 }

@@ -59,6 +59,16 @@ export interface LockedSaga {
   steps: StepRow[];
 }
 
+/** A `.child()` step's child saga as its parent's transitions see it (src/worker/children.ts). */
+export interface ChildRow {
+  /** Null: the step has no child (it never started one). */
+  id: string | null;
+  state: SagaState;
+  error: Record<string, unknown> | null;
+  /** Only while the parent step waits for it (and the child completed). */
+  result: unknown;
+}
+
 /** A step row as a transition sees it (saga._lock / saga._state in sql/functions.sql). */
 export interface StepRow {
   index: number;
@@ -72,6 +82,11 @@ export interface StepRow {
   /** Whether a scheduled retry is due by the database clock (true when none is scheduled). */
   due: boolean;
   error: { code?: string; outcome?: string } | null;
+  /**
+   * A `.child()` step's child: read only while the step waits for it, or while the saga compensates; null or
+   * absent when not read.
+   */
+  child?: ChildRow | null;
 }
 
 /** @internal A step handler this worker now holds the lease for. */
@@ -130,4 +145,6 @@ export interface SagaJobPayload {
   by?: string;
   /** A retry asked for from SQL (saga.retry()): its request is in saga.retry_requests. */
   retry?: boolean;
+  /** A completed child saga whose parent compensates: why (src/worker/children.ts). */
+  compensate?: string;
 }

@@ -40,6 +40,8 @@ export const instances = sagaSchema.table(
     compensationCause: text("compensation_cause"),
     idempotencyKey: text("idempotency_key"),
     parentId: uuid("parent_id"),
+    /** A child saga started by a `.child()` step: that step's index in the parent (null for other sagas). */
+    parentStep: integer("parent_step"),
     deadline: tstz("deadline"),
     /** Bumped by every transition; also the per-saga event sequence. */
     seq: integer("seq").notNull().default(0),
@@ -63,6 +65,10 @@ export const instances = sagaSchema.table(
     index("instances_parent_id_idx")
       .on(t.parentId)
       .where(sql`${t.parentId} is not null`),
+    // One child per parent step: a retried transition finds the child its first try started.
+    uniqueIndex("instances_parent_id_parent_step_key")
+      .on(t.parentId, t.parentStep)
+      .where(sql`${t.parentStep} is not null`),
   ],
 );
 

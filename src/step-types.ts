@@ -1,7 +1,9 @@
 /**
- * The types of a saga's steps: what handlers receive (contexts), the options of a step, and a step as the
- * engine runs it. definition.ts builds sagas from them; definition-steps.ts checks and freezes steps.
+ * The types of steps: what handlers receive (contexts), the options of `.step()` and `.child()`, and a step as
+ * the engine runs it. Apart from definition.ts so that the modules that build steps (definition-steps.ts,
+ * definition-child.ts) and the class that uses them do not import each other.
  */
+import type { z } from "zod";
 import type { Duration } from "./duration.js";
 import type { StoredError } from "./errors.js";
 import type { Executor } from "./executor.js";
@@ -20,6 +22,12 @@ export interface StepContext {
   /** Aborts on the step timeout, on cancel, on the saga deadline and on worker shutdown. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
+  /**
+   * Starts a child saga that this step does not wait for (fire-and-forget; `.child()` waits). Its parent is this
+   * saga; idempotent per step (a retry finds the children its earlier attempt started). In a transactional step
+   * it starts on `ctx.tx`, so it exists exactly when the step commits. The child saga must be one the workers run.
+   */
+  startChild<C extends ChildSagaRef>(saga: C, input: C["$start"]): Promise<{ id: string; created: boolean }>;
 }
 
 /** The context of a `transactional: true` step: `tx` is the engine's own transaction. */
@@ -73,7 +81,7 @@ export interface TransactionalStepOptions<In, Out> extends StepOptionsBase<In, O
   execute: (data: In, ctx: TransactionalStepContext) => Awaitable<Out>;
 }
 
-/** @internal a step as the engine runs it. */
+/** A step as the engine runs it (internal: not part of the public surface, which `src/index.ts` is). */
 export interface StepDefinition {
   readonly name: string;
   /** The flat position in the saga: the step row's key. */
@@ -82,6 +90,8 @@ export interface StepDefinition {
   readonly group: number;
   readonly kind: "step" | "child";
   readonly when: ((data: unknown) => boolean) | undefined;
+  /** For a `child` step: the saga it starts (definition-child.ts). */
+  readonly child?: ChildSpec;
   readonly transactional: boolean;
   readonly execute: (data: unknown, ctx: TransactionalStepContext) => Awaitable<unknown>;
   readonly compensate: ((data: unknown, ctx: CompensateContext<unknown>) => unknown) | undefined;
@@ -90,4 +100,42 @@ export interface StepDefinition {
   readonly compensateRetry: RetryPolicy;
   readonly retryable: ((error: unknown) => boolean) | undefined;
   readonly description: string | undefined;
+}
+
+/** What `.child()` needs of a saga definition: any `defineSaga(...)` result. */
+export interface ChildSagaRef {
+  readonly name: string;
+  readonly version: number;
+  /** Type-only: what the child's start accepts. */
+  readonly $start: unknown;
+  /** Type-only: the child's result, the parent step's output. */
+  readonly $result: unknown;
+}
+
+/** The options of a `.child()` step. */
+export interface ChildStepOptions<In, C extends ChildSagaRef> {
+  /** The child saga; it must be one of the engine's sagas too (`createSagaEngine({ sagas })`). */
+  saga: C;
+  /** The child's input, from this step's data; checked against the child's schema before the child starts. */
+  input: (data: In) => C["$start"];
+  /** A deadline for the child (it ends `timed_out` and the step fails); default: the child saga's own timeout. */
+  timeout?: Duration;
+  /** Run the step only when this returns true; false skips it (its data passes on). */
+  when?: (data: In) => boolean;
+  description?: string;
+}
+
+/** A child step's saga as the worker starts it (internal). */
+export interface ChildSpec {
+  readonly saga: {
+    readonly name: string;
+    readonly version: number;
+    readonly key: string;
+    readonly fingerprint: string;
+    readonly inputSchema: z.ZodType;
+    readonly timeoutMs: number | undefined;
+  };
+  readonly input: (data: unknown) => unknown;
+  /** The child's deadline: the step's timeout, else the child saga's timeout. */
+  readonly timeoutMs: number | undefined;
 }

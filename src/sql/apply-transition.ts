@@ -61,8 +61,14 @@ export interface EventRow {
   payload?: unknown;
 }
 
-/** A job to queue, or (`done`) the id of the running job this transition ends. */
-export type JobSpec = { payload: Record<string, unknown>; delay_ms?: number } | { done: string };
+/**
+ * A job to queue, or (`done`) the id of the running job this transition ends, or (`child`) a write on this
+ * saga's children (saga._child_job, sql/children.sql).
+ */
+export type JobSpec =
+  | { payload: Record<string, unknown>; delay_ms?: number }
+  | { done: string }
+  | { child: Record<string, unknown> };
 
 /** Everything one transition writes, as saga._apply and saga._transition take it. */
 export interface TransitionWrites {

@@ -20,6 +20,14 @@ export interface InstanceRow {
   finished_at: Date | null;
 }
 
+/** A child saga as engine.get() lists it (saga.children in SQL). */
+export interface ChildReadRow {
+  id: string;
+  name: string;
+  state: string;
+  parent_step: number | null;
+}
+
 export interface StepReadRow {
   index: number;
   group: number;
@@ -49,14 +57,20 @@ select ${COLUMNS},
       'compensation_error', s.compensation_error, 'next_attempt_at', s.next_attempt_at, 'started_at', s.started_at,
       'finished_at', s.finished_at, 'compensation_started_at', s.compensation_started_at,
       'compensation_finished_at', s.compensation_finished_at) order by s.index)
-    from saga.steps s where s.saga_id = i.id), '[]'::json) as steps
+    from saga.steps s where s.saga_id = i.id), '[]'::json) as steps,
+  -- instances_parent_id_idx.
+  coalesce((select json_agg(json_build_object('id', c.id, 'name', c.name, 'state', c.state,
+      'parent_step', c.parent_step) order by c.created_at, c.id)
+    from saga.instances c where c.parent_id = i.id), '[]'::json) as children
 from saga.instances i where i.id = $1`;
 
 export async function getSaga(
   db: Executor,
   id: string,
-): Promise<(InstanceRow & { steps: StepReadRow[] }) | null> {
-  const { rows } = await db.query<InstanceRow & { steps: StepReadRow[] }>(GET_SQL, [id]);
+): Promise<(InstanceRow & { steps: StepReadRow[]; children: ChildReadRow[] }) | null> {
+  const { rows } = await db.query<InstanceRow & { steps: StepReadRow[]; children: ChildReadRow[] }>(GET_SQL, [
+    id,
+  ]);
   return rows[0] ?? null;
 }
 

@@ -6,12 +6,13 @@ import type { CompletedStep } from "../compensation.js";
 import type { AnySaga } from "../definition.js";
 import type { StoredError } from "../errors.js";
 import type { Claim, CompensationCause, DecideEnv, StepRow } from "../model.js";
+import { compensateChild } from "./children.js";
 import type { Transition } from "./transition.js";
 
 export const isUnknown = (row: StepRow) => row.error?.outcome === "unknown";
 
 /** Steps whose effect must be undone: succeeded, or possibly succeeded, and with a compensate handler. */
-function compensable(t: Transition, def: AnySaga): StepRow[] {
+export function compensable(t: Transition, def: AnySaga): StepRow[] {
   return t.saga.steps.filter((row) => {
     if (!def.steps[row.index]?.compensate) return false;
     switch (row.status) {
@@ -65,7 +66,7 @@ export function planCompensation(t: Transition, def: AnySaga, env: DecideEnv, on
       return null;
     }
     const row = pending.find((r) => r.index === only);
-    return row?.due ? claimCompensation(t, def, env, row) : null;
+    return row?.due ? claimCompensation(t, def, env, row, only) : null;
   }
   if (inFlight.length > 0 || (exhausted.length > 0 && !strategy.continueOnFailure)) return null;
   const next = pending[0];
@@ -89,15 +90,23 @@ function planLayer(
   const layer = Math.max(...[...pending, ...inFlight].map(groupOf));
   const due = pending.filter((r) => groupOf(r) === layer && r.due);
   const row = due.find((r) => r.index === only);
-  if (row) return claimCompensation(t, def, env, row);
+  if (row) return claimCompensation(t, def, env, row, only);
   if (inFlight.some((r) => groupOf(r) === layer)) return null;
   for (const r of due) t.job({ id: t.saga.id, step: r.index });
   return null;
 }
 
-function claimCompensation(t: Transition, def: AnySaga, env: DecideEnv, row: StepRow): Claim | null {
+function claimCompensation(
+  t: Transition,
+  def: AnySaga,
+  env: DecideEnv,
+  row: StepRow,
+  only?: number,
+): Claim | null {
   const step = def.steps[row.index];
   if (!step) return null;
+  // A child step is undone by its child saga (children.ts); the compensation goes on once it has.
+  if (step.kind === "child") return compensateChild(t, row, () => planCompensation(t, def, env, only), only);
   const attempt = row.compensation_attempt + 1;
   const outcome = isUnknown(row) ? "unknown" : "succeeded";
   t.patchStep({

@@ -7,6 +7,7 @@ import { BusinessError, RetryableError, type StoredError, toStoredError } from "
 import { delayFor } from "../retry.js";
 import type { StepFence } from "../sql/apply-transition.js";
 import { type Claim, type DecideEnv, type FailureKind, type StepRow, TERMINAL_STATES } from "../model.js";
+import { advanceChild, cancelChildren } from "./children.js";
 import { beginCompensation, planCompensation } from "./compensation-plan.js";
 import { type GroupOutputs, isBranch, isGraph, planGroup, retryJob, stopGroup } from "./groups.js";
 import type { Transition } from "./transition.js";
@@ -45,6 +46,8 @@ export function planNext(
   if (saga.state === "running") {
     const step = def.steps[saga.current_step];
     if (!step) return null;
+    if (step.kind === "child")
+      return advanceChild(t, def, env, step, { recordSuccess, recordFailure, planNext });
     const row = t.step(step.index);
     if (row && (row.status !== "pending" || !row.due)) return null;
     const attempt = (row?.attempt ?? 0) + 1;
@@ -303,7 +306,11 @@ export function interrupt(
   if (saga.state !== "running") return "already";
   const code = cause === "cancel" ? "CANCELLED" : "SAGA_TIMEOUT";
   const step = stopGroup(t, def, { code, message: reason });
-  if (step !== undefined) t.notifyControl({ abort: cause, step });
+  if (step !== undefined) {
+    t.notifyControl({ abort: cause, step });
+    // A child step's child is cancelled through its own cancel path, and so on down.
+    cancelChildren(t, def, step, reason);
+  }
   // Audit: who cancelled travels in the error's details, into compensation.started and saga.cancelled.
   beginCompensation(t, def, cause, {
     code,

@@ -20,6 +20,8 @@ import { validateInput } from "./validate-input.js";
 import { type GroupOutputs, isGraph, onlyFor } from "./groups.js";
 import { loadStepInput, outputsToFinish, outputsToJoin } from "./group-data.js";
 import { readSaga } from "../sql/lock-instance.js";
+import { compensateCompleted } from "./children.js";
+import { beginCompensation, compensable } from "./compensation-plan.js";
 
 /** How long a saga job keeps trying through database errors before it hands the job back to graphile-worker. */
 const JOB_RETRY_FAILURES = 30;
@@ -99,7 +101,15 @@ async function runSagaJobOnce(
     env,
     id,
     (t) => {
-      if (payload.validate && !validateInput(t, def)) return null;
+      if (payload.compensate !== undefined)
+        compensateCompleted(
+          t,
+          def,
+          payload.compensate,
+          (error) => beginCompensation(t, def, "failure", error),
+          () => compensable(t, def).length,
+        );
+      else if (payload.validate && !validateInput(t, def)) return null;
       return planNext(t, def, env, payload.step, outputs);
     },
     known ?? undefined,
@@ -164,7 +174,7 @@ async function runClaim(
               env.codec,
               await loadCompensationData(env.db, id, claim.index, claim.outcome === "succeeded"),
             );
-    const ctx = context(def, id, claim, controller.signal, logger);
+    const ctx = context(env, def, id, claim, controller.signal, logger);
     const timeoutMs =
       claim.kind === "execute" ? claim.step.timeoutMs : (def.compensation.timeoutMs ?? claim.step.timeoutMs);
     const call = () =>

@@ -5,9 +5,11 @@
 import type { AnySaga } from "../definition.js";
 import { BusinessError } from "../errors.js";
 import { fromJsonbText, toJsonb } from "../jsonb.js";
+import type { Executor } from "../executor.js";
 import type { Logger } from "../logger.js";
 import type { Claim, Outcome } from "../model.js";
 import { recordFailure, recordSuccess } from "./decide.js";
+import { childStarter } from "./start-child.js";
 import type { Transition } from "./transition.js";
 import type { WorkerEnv } from "./worker-env.js";
 
@@ -24,15 +26,26 @@ export function record(
     : recordFailure(t, def, env, claim, outcome.error, outcome.kind);
 }
 
-export function context(def: AnySaga, id: string, claim: Claim, signal: AbortSignal, logger: Logger) {
+/** `db`: where `ctx.startChild` starts children (a transactional step's own transaction). */
+export function context(
+  env: WorkerEnv,
+  def: AnySaga,
+  id: string,
+  claim: Claim,
+  signal: AbortSignal,
+  logger: Logger,
+  db: Executor = env.db,
+) {
+  const idempotencyKey = `${id}:${claim.step.name}${claim.kind === "compensate" ? ":compensate" : ""}`;
   return {
     sagaId: id,
     sagaName: def.name,
     step: claim.step.name,
     attempt: claim.attempt,
-    idempotencyKey: `${id}:${claim.step.name}${claim.kind === "compensate" ? ":compensate" : ""}`,
+    idempotencyKey,
     signal,
     logger,
+    startChild: childStarter(db, env.codec, id, idempotencyKey),
   };
 }
 

@@ -65,7 +65,7 @@ export async function runTransactional(
           return query;
         },
       };
-      const ctx = { ...context(def, id, claim, controller.signal, logger), tx };
+      const ctx = { ...context(env, def, id, claim, controller.signal, logger, tx), tx };
       const call = () => claim.step.execute(claim.data, ctx);
       const probe = env.observeStep?.(def, id, claim, db);
       const outcome = outputAsStored(

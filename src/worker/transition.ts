@@ -10,7 +10,7 @@ import {
   commitTransition,
 } from "../sql/apply-transition.js";
 import type { LockedSaga, SagaState, StepRow } from "../model.js";
-import { type PayloadCodec, decodeError, decodeValue, plainCodec } from "../codec/codec.js";
+import { type PayloadCodec, decodeError, decodeValue, encodeValue, plainCodec } from "../codec/codec.js";
 import { encodeWrites } from "../codec/encode-writes.js";
 
 /** What a claim writes on a step row (planNext, claimCompensation); any other field is a record. */
@@ -51,7 +51,13 @@ export class Transition {
   ) {
     saga.data = decodeValue(codec, saga.data);
     saga.error = decodeError(codec, saga.error);
-    for (const step of saga.steps) step.error = decodeError(codec, step.error);
+    for (const step of saga.steps) {
+      step.error = decodeError(codec, step.error);
+      if (step.child) {
+        step.child.result = decodeValue(codec, step.child.result);
+        step.child.error = decodeError(codec, step.child.error);
+      }
+    }
   }
 
   get empty(): boolean {
@@ -129,6 +135,13 @@ export class Transition {
 
   job(payload: Record<string, unknown>, delayMs = 0): void {
     this.jobs.push(delayMs > 0 ? { payload, delay_ms: delayMs } : { payload });
+  }
+
+  /** A write on this saga's children (start, cancel, compensate: src/worker/children.ts); an input is encoded. */
+  childJob(spec: Record<string, unknown>): void {
+    this.jobs.push({
+      child: "input" in spec ? { ...spec, input: encodeValue(this.codec, spec.input) } : spec,
+    });
   }
 
   /**

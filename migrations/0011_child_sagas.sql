@@ -1,0 +1,2 @@
+ALTER TABLE "saga"."instances" ADD COLUMN "parent_step" integer;--> statement-breakpoint
+CREATE UNIQUE INDEX "instances_parent_id_parent_step_key" ON "saga"."instances" USING btree ("parent_id","parent_step") WHERE "saga"."instances"."parent_step" is not null;
