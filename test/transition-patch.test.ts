@@ -75,4 +75,44 @@ describe("typed transition patches", () => {
     expect(typeof misspelt).toBe("function");
     expect(t.empty).toBe(true);
   });
+
+  it("fences a row only by its first patch in the transition: the row as read, not this transition's own write", () => {
+    // A row this transition inserts (a claim of a step never run) has no fence, though a later decision of the
+    // same transition (its failure recorded at once) patches it with one: saga._apply would refuse it (SG409).
+    const inserted = new Transition(saga());
+    inserted.patchStep({ index: 0, name: "reserve", status: "running", attempt: 1, lease_owner: null });
+    inserted.patchStep({
+      index: 0,
+      name: "reserve",
+      status: "failed",
+      finished: true,
+      fence: { status: "running", attempt: 1, lease_owner: null },
+    });
+    expect(written(inserted).steps[0]).not.toHaveProperty("fence");
+
+    // A row read under lock keeps the fence of its first patch.
+    const read = saga();
+    read.steps.push({
+      index: 0,
+      name: "reserve",
+      status: "pending",
+      attempt: 1,
+      attempt_base: 0,
+      compensation_attempt: 0,
+      compensation_attempt_base: 0,
+      lease_owner: null,
+      due: true,
+      error: null,
+    });
+    const existing = new Transition(read);
+    const first = { status: "pending" as const, attempt: 1, lease_owner: null };
+    existing.patchStep({ index: 0, name: "reserve", status: "running", attempt: 2, fence: first });
+    existing.patchStep({
+      index: 0,
+      name: "reserve",
+      status: "failed",
+      fence: { status: "running", attempt: 2, lease_owner: null },
+    });
+    expect(written(existing).steps[0]).toMatchObject({ status: "failed", fence: first });
+  });
 });

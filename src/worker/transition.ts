@@ -91,10 +91,13 @@ export class Transition {
   /** Merges a patch into the step's pending write and its in-memory row. */
   patchStep(patch: StepPatch): void {
     const previous = this.stepPatches.get(patch.index);
-    // A fence belongs to the first patch of the row in this transition: it guards what was read under lock.
+    // A fence belongs to the first patch of the row in this transition: it guards what was read under lock. A
+    // later patch's fence describes this transition's own earlier write, not the row in the database: dropped
+    // (a row this transition inserts has no fence at all).
     const merged: StepPatch = previous ? { ...previous, ...patch } : patch;
-    const fence = previous?.fence ?? patch.fence;
+    const fence = previous ? previous.fence : patch.fence;
     if (fence) merged.fence = fence;
+    else delete merged.fence;
     this.stepPatches.set(patch.index, merged);
 
     let row = this.step(patch.index);
