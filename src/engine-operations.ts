@@ -13,7 +13,7 @@ import type { PayloadCodec } from "./codec/codec.js";
 import { checkReason } from "./options.js";
 import { lockInstance } from "./sql/lock-instance.js";
 import { cancelBySql, mayWriteSagas, retryBySql } from "./sql/operator-calls.js";
-import { interrupt } from "./worker/decide.js";
+import { interrupt } from "./worker/interrupt.js";
 import { resume } from "./worker/resume.js";
 import { Transition } from "./worker/transition.js";
 

@@ -214,3 +214,44 @@ it("an event the relay published survives a crash right after: the relay's commi
     await engine.close();
   }
 });
+
+it("an event a durable subscriber was handed survives a crash right after: the page waits for the WAL flush", async () => {
+  const engine = createSagaEngine({ connectionString: server.url, sagas: [saga] });
+  const worker = await runWorker(engine, false);
+  let id = "";
+  let handed: ((e: { id: string; seq: number }) => void) | undefined;
+  const received = new Promise<{ id: string; seq: number }>((resolve) => (handed = resolve));
+  const sub = engine.subscribe(
+    { types: ["saga.step.started"] },
+    (event) => {
+      if (event.sagaId === id) handed?.({ id: String(event.id), seq: event.seq ?? 0 });
+    },
+    { durable: "async-claim-bridge", from: "now" },
+  );
+  try {
+    gate = newGate();
+    const inHandler = new Promise<string>((resolve) => (onEnter = resolve));
+    id = (await engine.start(saga, {})).id;
+    await inHandler;
+    // The handler has the claim's event (a bridge would have published it under its id): then the crash.
+    const event = await received;
+    await crash();
+    const rows = await until(async () => {
+      const { rows } = await pool.query<{ seq: number; type: string }>(
+        "select seq, type from saga.outbox where id = $1",
+        [event.id],
+      );
+      return rows;
+    }, "the restarted server");
+    expect(rows).toEqual([{ seq: event.seq, type: "saga.step.started" }]);
+    gate.open();
+    await until(() => completed(id), "the saga to complete");
+    expect(entered.get(id)).toBe(1);
+  } finally {
+    onEnter = undefined;
+    gate.open();
+    await sub.close().catch(() => {});
+    await worker.stop();
+    await engine.close();
+  }
+});

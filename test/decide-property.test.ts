@@ -19,7 +19,8 @@ import {
   type SagaState,
   TERMINAL_STATES,
 } from "../src/model.js";
-import { endInterrupted, interrupt, planNext, recordFailure, recordSuccess } from "../src/worker/decide.js";
+import { planNext, recordFailure, recordSuccess } from "../src/worker/decide.js";
+import { endInterrupted, interrupt } from "../src/worker/interrupt.js";
 import { Transition } from "../src/worker/transition.js";
 
 type Strategy = "sequential" | "parallel" | "bestEffort";

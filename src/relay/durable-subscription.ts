@@ -6,7 +6,7 @@ import type { Logger } from "../logger.js";
 import { delayFor } from "../retry.js";
 import { insertDeadLetter, queuedRedrives, settleRedrive } from "../sql/outbox-dead-letters.js";
 import { acquireLease, commitCursor, releaseLease, renewLease } from "../sql/outbox-leases.js";
-import { type Cursor, cursorLag, readPage } from "../sql/outbox-read.js";
+import { type Cursor, cursorLag, readPage, walFlushedTo } from "../sql/outbox-read.js";
 import { batchDone, cursorAfter, xmaxOf } from "./cursor.js";
 import { deadLetterFromRow, eventFromRow } from "./events.js";
 import { type PayloadCodec, encodeValue, plainCodec } from "../codec/codec.js";
@@ -170,6 +170,12 @@ export function startDurable(
     }
     let handled = 0;
     const events = page.rows.filter((r) => r.matches).map((r) => eventFromRow(r, codec));
+    // Nothing reaches a handler that a crash could take back: if not on disk yet, the lease renewal flushes it.
+    const durable = events.length === 0 || (await walFlushedTo(pool, page.lsn));
+    if (!durable && !(await renewLease(pool, name, mine, options.leaseMs))) {
+      lose("fenced before handing a page over");
+      return false;
+    }
     const refused = onBatch && events.length > 0 ? await onBatch(events) : null;
     for (const event of events) {
       const outcome = refused ? settled(refused, event.id) : await deliver(event, mine);

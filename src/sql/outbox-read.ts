@@ -40,6 +40,8 @@ export interface Page {
   rows: OutboxRow[];
   /** The page did not reach the end of the batch. */
   more: boolean;
+  /** The server's WAL insert position when the page was read: every event in it was committed before it. */
+  lsn: string;
 }
 
 /**
@@ -56,9 +58,9 @@ export async function readPage(
   want: number,
   scan: number,
 ): Promise<Page> {
-  const { rows } = await db.query<OutboxRow & { cur: string }>(
+  const { rows } = await db.query<OutboxRow & { cur: string; lsn: string }>(
     `with b as (select coalesce($2::pg_snapshot, pg_current_snapshot()) as cur)
-     select b.cur::text as cur, (r.r).id, (r.r).xid::text as xid, (r.r).saga_id, (r.r).seq, (r.r).type,
+     select b.cur::text as cur, pg_current_wal_insert_lsn()::text as lsn, (r.r).id, (r.r).xid::text as xid, (r.r).saga_id, (r.r).seq, (r.r).type,
             (r.r).step, (r.r).name, (r.r).key, (r.r).created_at, r.matches, r.pulled, r.page_end, r.more,
             case when r.matches then (r.r).payload end as payload
      from b
@@ -80,7 +82,22 @@ export async function readPage(
   );
   const cur = rows[0]?.cur ?? cursor.batchTick ?? cursor.tick;
   const page = rows.filter((r) => r.id !== null);
-  return { cur, rows: page, more: page[0]?.more ?? false };
+  return { cur, rows: page, more: page[0]?.more ?? false, lsn: rows[0]?.lsn ?? "0/0" };
+}
+
+/**
+ * Whether the WAL up to `lsn` is on disk. A claim commits without waiting for the disk (Transition.claimOnly),
+ * so its event can be read while a server crash could still take it back, and its outbox id with it: a handler
+ * that published the event (a bridge's message id) would then hold an id a later event may get again. Usually
+ * it is on disk already: every record commits synchronously. When not, any synchronous commit that wrote
+ * something flushes the WAL up to its own commit record, past `lsn` (one that only took an xid does not).
+ */
+export async function walFlushedTo(db: Executor, lsn: string): Promise<boolean> {
+  const { rows } = await db.query<{ flushed: boolean }>(
+    "select pg_current_wal_flush_lsn() >= $1::pg_lsn as flushed",
+    [lsn],
+  );
+  return rows[0]?.flushed === true;
 }
 
 /** One event by id, for a notification that came without its payload. Primary key of saga.outbox. */

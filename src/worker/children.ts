@@ -38,6 +38,7 @@ export interface StepRecorder {
     claim: Claim,
     err: unknown,
     kind: FailureKind,
+    effect?: "unknown",
   ): boolean;
   planNext(t: Transition, def: AnySaga, env: DecideEnv): Claim | null;
 }
@@ -61,7 +62,18 @@ export function advanceChild(
   if (!child?.id || !TERMINAL_STATES.has(child.state)) return null;
   const claim = adopt(t, env, step, row);
   if (child.state === "completed") rec.recordSuccess(t, def, env, claim, child.result ?? null, 0);
-  else rec.recordFailure(t, def, env, claim, childFailed(step, child), "error");
+  // A child that could not undo its own steps leaves an effect behind: the step's outcome is unknown, so the
+  // parent's compensation reaches it (compensateChild) and the parent ends compensation_failed too.
+  else
+    rec.recordFailure(
+      t,
+      def,
+      env,
+      claim,
+      childFailed(step, child),
+      "error",
+      child.state === "compensation_failed" ? "unknown" : undefined,
+    );
   return rec.planNext(t, def, env);
 }
 

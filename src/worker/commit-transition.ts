@@ -3,7 +3,7 @@
  * transaction that holds the instance row lock (transactional steps). Both register a claim as this
  * process's before it commits, and end the running job in the commit that leaves it nothing to do.
  */
-import { withTransaction, isTransientDbError } from "../db.js";
+import { isTransientDbError, sqlState, withTransaction } from "../db.js";
 import type { Executor } from "../executor.js";
 import type { Claim, LockedSaga } from "../model.js";
 import { lockInstanceSql, readSaga } from "../sql/lock-instance.js";
@@ -49,9 +49,11 @@ export async function transition(
       result = await t.commit(env.db);
     } catch (err) {
       tracked?.untrack();
-      // Committed or not, the saga's version tells: decide again from what is there now.
-      if (!isTransientDbError(err) || ++failures > 8) throw err;
-      await new Promise((r) => setTimeout(r, Math.min(2_000, 25 * 2 ** failures)));
+      // Committed or not, the saga's version tells: decide again from what is there now. So too when a fenced
+      // step row moved on under a version that did not (SG409: a claim lost in a server crash).
+      const moved = sqlState(err) === "SG409";
+      if ((!moved && !isTransientDbError(err)) || ++failures > 8) throw err;
+      if (!moved) await new Promise((r) => setTimeout(r, Math.min(2_000, 25 * 2 ** failures)));
       saga = await readSaga(env.db, id);
       continue;
     }

@@ -6,10 +6,11 @@ import type { AnySaga, StepDefinition } from "../definition.js";
 import { BusinessError, RetryableError, type StoredError, toStoredError } from "../errors.js";
 import { delayFor } from "../retry.js";
 import type { StepFence } from "../sql/apply-transition.js";
-import { type Claim, type DecideEnv, type FailureKind, type StepRow, TERMINAL_STATES } from "../model.js";
-import { advanceChild, cancelChildren } from "./children.js";
+import type { Claim, DecideEnv, FailureKind, StepRow } from "../model.js";
+import { advanceChild } from "./children.js";
 import { beginCompensation, planCompensation } from "./compensation-plan.js";
 import { type GroupOutputs, isBranch, isGraph, planGroup, retryJob, stopGroup } from "./groups.js";
+import { releaseInterrupted } from "./interrupt.js";
 import type { Transition } from "./transition.js";
 
 const fenceOf = (row: StepRow, claim: Claim, workerId: string): StepFence =>
@@ -41,7 +42,8 @@ export function planNext(
   recoverOwnLostLeases(t, def, env);
   if (saga.state === "running" && isGraph(def)) {
     const claim = planGroup(t, def, env, only, outputs);
-    if (claim !== undefined) return claim;
+    // A condition that threw may have begun compensation: that is planned below, in this transition.
+    if (claim !== undefined && t.saga.state === "running") return claim;
   }
   if (saga.state === "running") {
     const step = def.steps[saga.current_step];
@@ -104,36 +106,6 @@ export function isRetryable(step: StepDefinition, err: unknown): boolean {
       return false;
     }
   }
-  return true;
-}
-
-/**
- * A cancel or a deadline fails the step in flight at once but leaves it leased to the worker running it: its
- * compensation waits for that attempt to end (the handler returned or its grace passed, see callHandler), or
- * for its worker to be found dead. This ends that wait.
- */
-export function releaseInterrupted(t: Transition, row: StepRow): void {
-  t.patchStep({
-    index: row.index,
-    name: row.name,
-    status: "failed",
-    lease_owner: null,
-    fence: { status: "failed", attempt: row.attempt, lease_owner: row.lease_owner },
-  });
-}
-
-/** The interrupted attempt `claim` has ended: its step's compensation may go on. `false` when not ours. */
-export function endInterrupted(t: Transition, env: DecideEnv, claim: Claim): boolean {
-  const row = t.step(claim.index);
-  if (
-    claim.kind !== "execute" ||
-    !row ||
-    row.status !== "failed" ||
-    row.lease_owner !== env.workerId ||
-    row.attempt !== claim.attempt
-  )
-    return false;
-  releaseInterrupted(t, row);
   return true;
 }
 
@@ -203,6 +175,8 @@ export function recordFailure(
   claim: Claim,
   err: unknown,
   kind: FailureKind,
+  /** "unknown": the attempt may have had an effect whatever `kind` says (a child left compensation_failed). */
+  effect?: "unknown",
 ): boolean {
   const row = t.step(claim.index);
   if (!row || !fenceHolds(t, claim, env.workerId)) return false;
@@ -262,7 +236,8 @@ export function recordFailure(
   const retryable = kind !== "error" || isRetryable(claim.step, err);
   const stored: StoredError = {
     ...toStoredError(err, retryable),
-    outcome: kind === "error" || claim.step.transactional ? "failed" : "unknown",
+    outcome:
+      effect === undefined && (kind === "error" || claim.step.transactional) ? "failed" : "unknown",
   };
   const used = row.attempt - row.attempt_base;
   if (retryable && used < claim.step.retry.maxAttempts) {
@@ -283,42 +258,4 @@ export function recordFailure(
   }
   beginCompensation(t, def, "failure", { ...stored, step: row.name });
   return true;
-}
-
-/**
- * Cancel or deadline: a running saga stops moving forward and compensates. A step in flight is marked failed
- * with an unknown outcome (its late result is fenced out) and its worker is told to abort its signal; its
- * compensation starts once that attempt has ended (see releaseInterrupted).
- *
- * A transactional step's attempt that did not commit had no effect at all: its writes and its record share
- * one transaction, which runs under the instance row lock and checks the lease first. So a lost, timed-out
- * or interrupted transactional attempt is `failed`, never `unknown`, and is not compensated.
- */
-export function interrupt(
-  t: Transition,
-  def: AnySaga,
-  cause: "cancel" | "timeout",
-  reason: string,
-  by?: string,
-): "interrupted" | "terminal" | "already" {
-  const saga = t.saga;
-  if (TERMINAL_STATES.has(saga.state)) return "terminal";
-  if (saga.state !== "running") return "already";
-  const code = cause === "cancel" ? "CANCELLED" : "SAGA_TIMEOUT";
-  const step = stopGroup(t, def, { code, message: reason });
-  if (step !== undefined) {
-    t.notifyControl({ abort: cause, step });
-    // A child step's child is cancelled through its own cancel path, and so on down.
-    cancelChildren(t, def, step, reason);
-  }
-  // Audit: who cancelled travels in the error's details, into compensation.started and saga.cancelled.
-  beginCompensation(t, def, cause, {
-    code,
-    message: reason,
-    type: "SagaError",
-    retryable: false,
-    ...(by === undefined ? {} : { details: { by } }),
-  });
-  if (t.saga.state === "compensating") t.job({ id: saga.id });
-  return "interrupted";
 }

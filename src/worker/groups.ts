@@ -63,7 +63,10 @@ export function planGroup(
     if (!first || saga.state !== "running") return null;
     const group = groupOf(def, first);
     for (const step of group) {
-      if (step.when === undefined || t.step(step.index)) continue;
+      // Evaluated once, before the step first runs; again only after a retry of a condition that threw
+      // (its row pending, never attempted).
+      const row = t.step(step.index);
+      if (step.when === undefined || (row && !(row.status === "pending" && row.attempt === 0))) continue;
       const run = condition(t, def, step);
       if (run === "failed") return null;
       if (!run) skip(t, step, group.length === 1);

@@ -1,14 +1,15 @@
 import { type PayloadCodec, plainCodec } from "../codec/codec.js";
 import type pg from "pg";
 import { type AnySaga, sagaKey } from "../definition.js";
-import { sqlState, withTransaction } from "../db.js";
+import { isTransientDbError, sqlState, withTransaction } from "../db.js";
 import type { Executor } from "../executor.js";
 import { forceUnlockWorkers, unlockOwnStaleJobs, unlockUnownedSagaJobs } from "../graphile/boundary.js";
 import { lockInstance } from "../sql/lock-instance.js";
 import type { Claim, DecideEnv } from "../model.js";
 import { type LeasedStep, readOrphanedLeases, readOwnLeases, tryReaperLock } from "../sql/step-leases.js";
 import { deleteDeadWorkers } from "../sql/workers.js";
-import { lostError, recordFailure, releaseInterrupted } from "./decide.js";
+import { lostError, recordFailure } from "./decide.js";
+import { releaseInterrupted } from "./interrupt.js";
 import { Transition } from "./transition.js";
 
 /**
@@ -37,8 +38,7 @@ export async function reap(
   );
   if (!orphans) return { steps: 0, workers: 0 };
 
-  let steps = 0;
-  for (const orphan of orphans.steps) if (await recoverStep(pool, sagas, orphan, codec)) steps++;
+  const steps = await recoverEach(orphans.steps, (orphan) => recoverStep(pool, sagas, orphan, codec));
   return { steps, workers: orphans.workers };
 }
 
@@ -69,14 +69,35 @@ export async function reapOwn(
   staleJobMs = 5_000,
 ): Promise<{ steps: number; jobs: number }> {
   const leases = await readOwnLeases(pool, self.workerId);
-  let steps = 0;
-  for (const lease of leases) {
+  const steps = await recoverEach(leases, (lease) => {
     const kind: Claim["kind"] = lease.status === "compensating" ? "compensate" : "execute";
-    if (self.isActive(lease.saga_id, kind, lease.index)) continue;
-    if (await recoverStep(pool, sagas, lease, self.codec ?? plainCodec, self)) steps++;
-  }
+    if (self.isActive(lease.saga_id, kind, lease.index)) return Promise.resolve(false);
+    return recoverStep(pool, sagas, lease, self.codec ?? plainCodec, self);
+  });
   const jobs = await unlockOwnStaleJobs(pool, self.jobPoolIds, self.activeJobIds(), staleJobMs);
   return { steps, jobs };
+}
+
+/**
+ * Recovers each step; one that cannot be (a value its codec cannot read) does not hold back the others: its
+ * error is thrown once the round is over. A database that went away ends the round at once.
+ */
+async function recoverEach(
+  leases: readonly LeasedStep[],
+  recover: (lease: LeasedStep) => Promise<boolean>,
+): Promise<number> {
+  let steps = 0;
+  let failed: unknown;
+  for (const lease of leases) {
+    try {
+      if (await recover(lease)) steps++;
+    } catch (err) {
+      if (isTransientDbError(err)) throw err;
+      failed ??= err;
+    }
+  }
+  if (failed !== undefined) throw failed;
+  return steps;
 }
 
 /**

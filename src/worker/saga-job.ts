@@ -11,7 +11,8 @@ import { readCancelRequest, takeCancelRequest } from "../sql/cancel-requests.js"
 import { takeRetryRequest } from "../sql/retry-requests.js";
 import { resume } from "./resume.js";
 import type { WorkerEnv } from "./worker-env.js";
-import { endInterrupted, fenceHolds, interrupt, planNext } from "./decide.js";
+import { fenceHolds, planNext } from "./decide.js";
+import { endInterrupted, interrupt } from "./interrupt.js";
 import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
 import type { Transition } from "./transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
