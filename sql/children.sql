@@ -66,7 +66,8 @@ begin
     -- The same request saga.cancel writes: the child's worker performs it, and cancels the child's own children.
     for c in select i.id, i.name, i.version from saga.instances i
              where i.parent_id = p_parent and i.parent_step is not null and i.state = 'running' loop
-      insert into saga.cancel_requests (saga_id, reason) values (c.id, p_spec->>'reason') on conflict (saga_id) do nothing;
+      insert into saga.cancel_requests (saga_id, reason, requested_by) values (c.id, p_spec->>'reason', 'parent saga ' || p_parent)
+      on conflict (saga_id) do nothing;
       perform saga._add_job(saga._task(c.name, c.version),
         json_build_object('id', c.id, 'cancel', p_spec->>'reason', 'by', 'parent saga ' || p_parent), null, -10);
       perform pg_notify('saga_control', json_build_object('id', c.id)::text);

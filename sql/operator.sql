@@ -119,7 +119,7 @@ begin
     raise exception 'saga.cancel: saga % already ended %; nothing to cancel', p_id, v.state using errcode = 'SG410';
   end if;
   if v.state = 'running' then
-    insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
+    insert into saga.cancel_requests (saga_id, reason, requested_by) values (p_id, coalesce(p_reason, 'cancelled'), session_user)
     on conflict (saga_id) do nothing;
     perform saga._add_job(saga._task(v.name, v.version),
       -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).

@@ -246,7 +246,8 @@ begin
     -- The same request saga.cancel writes: the child's worker performs it, and cancels the child's own children.
     for c in select i.id, i.name, i.version from saga.instances i
              where i.parent_id = p_parent and i.parent_step is not null and i.state = 'running' loop
-      insert into saga.cancel_requests (saga_id, reason) values (c.id, p_spec->>'reason') on conflict (saga_id) do nothing;
+      insert into saga.cancel_requests (saga_id, reason, requested_by) values (c.id, p_spec->>'reason', 'parent saga ' || p_parent)
+      on conflict (saga_id) do nothing;
       perform saga._add_job(saga._task(c.name, c.version),
         json_build_object('id', c.id, 'cancel', p_spec->>'reason', 'by', 'parent saga ' || p_parent), null, -10);
       perform pg_notify('saga_control', json_build_object('id', c.id)::text);
@@ -683,7 +684,7 @@ begin
     raise exception 'saga.cancel: saga % already ended %; nothing to cancel', p_id, v.state using errcode = 'SG410';
   end if;
   if v.state = 'running' then
-    insert into saga.cancel_requests (saga_id, reason) values (p_id, coalesce(p_reason, 'cancelled'))
+    insert into saga.cancel_requests (saga_id, reason, requested_by) values (p_id, coalesce(p_reason, 'cancelled'), session_user)
     on conflict (saga_id) do nothing;
     perform saga._add_job(saga._task(v.name, v.version),
       -- session_user: the caller's login role (current_user is this SECURITY DEFINER function's owner).
@@ -859,7 +860,8 @@ CREATE TABLE saga.__repeatable (
 CREATE TABLE saga.cancel_requests (
     saga_id uuid NOT NULL,
     reason text NOT NULL,
-    requested_at timestamp with time zone DEFAULT now() NOT NULL
+    requested_at timestamp with time zone DEFAULT now() NOT NULL,
+    requested_by text
 );
 
 CREATE TABLE saga.dead_letters (

@@ -224,6 +224,8 @@ export const definitions = sagaSchema.table(
 export const cancelRequests = sagaSchema.table("cancel_requests", {
   sagaId: uuid("saga_id").primaryKey(),
   reason: text("reason").notNull(),
+  /** Who asked (the audit `by` of saga.cancelled): the session's role, or `parent saga <id>`. */
+  requestedBy: text("requested_by"),
   requestedAt: tstz("requested_at").notNull().defaultNow(),
 });
 

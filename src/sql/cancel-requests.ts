@@ -6,22 +6,31 @@ import type { Executor } from "../executor.js";
 import { SagaError } from "../errors.js";
 import { sqlState } from "../db.js";
 
-/** The reason of the saga's pending cancel request, or null. */
-export async function readCancelRequest(db: Executor, sagaId: string): Promise<string | null> {
-  const { rows } = await db.query<{ reason: string }>(
-    "select reason from saga.cancel_requests where saga_id = $1",
+/** A pending cancel: its reason, and who asked (undefined for a request written before that was recorded). */
+export interface CancelRequest {
+  reason: string;
+  by: string | undefined;
+}
+
+const asRequest = (row: { reason: string; requested_by: string | null } | undefined): CancelRequest | null =>
+  row ? { reason: row.reason, by: row.requested_by ?? undefined } : null;
+
+/** The saga's pending cancel request, or null. */
+export async function readCancelRequest(db: Executor, sagaId: string): Promise<CancelRequest | null> {
+  const { rows } = await db.query<{ reason: string; requested_by: string | null }>(
+    "select reason, requested_by from saga.cancel_requests where saga_id = $1",
     [sagaId],
   );
-  return rows[0]?.reason ?? null;
+  return asRequest(rows[0]);
 }
 
 /** Consumes the saga's pending cancel request (inside the transition that performs it). */
-export async function takeCancelRequest(db: Executor, sagaId: string): Promise<string | null> {
-  const { rows } = await db.query<{ reason: string }>(
-    "delete from saga.cancel_requests where saga_id = $1 returning reason",
+export async function takeCancelRequest(db: Executor, sagaId: string): Promise<CancelRequest | null> {
+  const { rows } = await db.query<{ reason: string; requested_by: string | null }>(
+    "delete from saga.cancel_requests where saga_id = $1 returning reason, requested_by",
     [sagaId],
   );
-  return rows[0]?.reason ?? null;
+  return asRequest(rows[0]);
 }
 
 /**

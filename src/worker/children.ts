@@ -62,18 +62,11 @@ export function advanceChild(
   if (!child?.id || !TERMINAL_STATES.has(child.state)) return null;
   const claim = adopt(t, env, step, row);
   if (child.state === "completed") rec.recordSuccess(t, def, env, claim, child.result ?? null, 0);
-  // A child that could not undo its own steps leaves an effect behind: the step's outcome is unknown, so the
-  // parent's compensation reaches it (compensateChild) and the parent ends compensation_failed too.
-  else
-    rec.recordFailure(
-      t,
-      def,
-      env,
-      claim,
-      childFailed(step, child),
-      "error",
-      child.state === "compensation_failed" ? "unknown" : undefined,
-    );
+  // A child that could not undo its own steps leaves an effect: unknown, so the parent's compensation waits on it.
+  else {
+    const left = child.state === "compensation_failed" ? "unknown" : undefined;
+    rec.recordFailure(t, def, env, claim, childFailed(step, child), "error", left);
+  }
   return rec.planNext(t, def, env);
 }
 

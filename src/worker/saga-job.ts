@@ -70,8 +70,8 @@ async function runSagaJobOnce(
   const { id } = payload;
   if (payload.deadline || payload.cancel !== undefined) {
     // A cancel asked for from SQL: the first reason recorded is the one the saga keeps.
-    const reason =
-      payload.cancel === undefined ? undefined : ((await readCancelRequest(env.db, id)) ?? payload.cancel);
+    const request = payload.cancel === undefined ? null : await readCancelRequest(env.db, id);
+    const reason = request?.reason ?? payload.cancel;
     await transition(
       env,
       id,
@@ -81,7 +81,7 @@ async function runSagaJobOnce(
           def,
           payload.deadline ? "timeout" : "cancel",
           reason ?? "the saga deadline passed",
-          payload.by,
+          request?.by ?? payload.by,
         );
       },
       undefined,
@@ -205,7 +205,8 @@ async function runClaim(
     const requested = cancelAbort(outcome) ? await readCancelRequest(env.db, id) : null;
     const recordIt = (t: Transition) => {
       // A cancel asked for while the step ran (the handler was aborted for it): performed here.
-      if (requested !== null && fenceHolds(t, claim, env.workerId)) interrupt(t, def, "cancel", requested);
+      if (requested !== null && fenceHolds(t, claim, env.workerId))
+        interrupt(t, def, "cancel", requested.reason, requested.by);
       else applied = record(t, def, env, claim, outcome, durationMs);
       // Interrupted by a cancel or a deadline: the attempt has ended, its compensation may go on.
       if (!applied || requested !== null) endInterrupted(t, env, claim);

@@ -3,7 +3,7 @@ import { SagaError } from "../errors.js";
 import type { Executor } from "../executor.js";
 import type { Logger } from "../logger.js";
 import { AbortError, type Claim } from "../model.js";
-import { takeCancelRequest } from "../sql/cancel-requests.js";
+import { type CancelRequest, takeCancelRequest } from "../sql/cancel-requests.js";
 import { cancelAbort, stopQueries } from "./aborted.js";
 import { callHandler } from "./call-handler.js";
 import { type TrackedClaim, lockedTransition } from "./commit-transition.js";
@@ -79,13 +79,13 @@ export async function runTransactional(
       probe?.end(outcome, durationMs);
       // A cancel asked for while this step held the row lock (the handler was aborted for it): performed in
       // this transaction, the handler's writes rolled back.
-      let requested: string | null = null;
+      let requested: CancelRequest | null = null;
       if (cancelAbort(outcome)) {
         await db.query("rollback to savepoint saga_step");
         requested = await takeCancelRequest(db, id);
       } else close.push(outcome.ok ? "release savepoint saga_step" : "rollback to savepoint saga_step");
       if (timeoutMs !== undefined) close.push("set local statement_timeout = default");
-      if (requested !== null) interrupt(t, def, "cancel", requested);
+      if (requested !== null) interrupt(t, def, "cancel", requested.reason, requested.by);
       else record(t, def, env, claim, outcome, durationMs);
       return env.stopping ? handOver(t) : planNext(t, def, env);
     },

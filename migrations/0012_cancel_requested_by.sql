@@ -1,0 +1,1 @@
+ALTER TABLE "saga"."cancel_requests" ADD COLUMN "requested_by" text;
