@@ -1,5 +1,5 @@
 /**
- * Issue 18: start → completed of a saga of 10 parallel branches against the same 10 steps in a line, one saga
+ * Start → completed of a saga of 10 parallel branches against the same 10 steps in a line, one saga
  * at a time with an idle worker (concurrency 10). Measured with no-op steps (the engine alone: every branch is a
  * job of its own with a claim and a record on the saga's row, where a line of steps records one and claims the
  * next in one transition) and with steps that wait 20 ms and 50 ms, as calls to another service would. Times

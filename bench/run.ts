@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only throughput,latency] [-- --dashboard-n 100000]`: every scenario of issue 6 on one fresh
+ * `npm run bench [-- --quick] [-- --only throughput,latency] [-- --dashboard-n 100000]`: every scenario on one fresh
  * database (pgsaga_bench on the server of BENCH_DATABASE_URL or DATABASE_URL), a table on stdout and the
  * full results as JSON in bench/results/<timestamp>.json. The database is dropped at the end.
  */
