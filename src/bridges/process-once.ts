@@ -43,8 +43,9 @@ async function ensureTable(pool: pg.Pool, table: string): Promise<void> {
          primary key (consumer, message_id))`,
     );
   } catch (err) {
-    // Two consumers creating it at once: one of them loses the race on the catalog, the table is there.
-    if (sqlState(err) !== "23505" && sqlState(err) !== "42P07") throw err;
+    // Two consumers creating it at once: one of them loses the race on the catalog (its row type's name, its
+    // key, or the table itself), and the table is there.
+    if (!["23505", "42P07", "42710"].includes(sqlState(err) ?? "")) throw err;
   }
   known.add(table);
 }
