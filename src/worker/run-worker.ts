@@ -65,6 +65,8 @@ export async function startWorker(
     leaseMs: (step) => (step.timeoutMs ?? WORKER_DEFAULTS.stepTimeout) + o.deadWorkerAfter,
     isActive: claims.isActive,
     track: claims.track,
+    // The claim being made takes this job's slot; those claimed with it take free ones.
+    spareSlots: () => o.concurrency - claims.size - 1,
     wakeAfter(delays) {
       // Past a timer's range the job's run_at is found by graphile-worker's poll.
       for (const delay of delays)
@@ -77,8 +79,10 @@ export async function startWorker(
   };
   const taskList: TaskList = {};
   for (const def of sagas)
-    taskList[sagaTask(def)] = async (payload, helpers) =>
-      runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id);
+    taskList[sagaTask(def)] = async (payload, helpers) => {
+      await claims.slot(o.concurrency, () => stopping);
+      return runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id);
+    };
 
   const supervisor = new RunnerSupervisor({
     pool,

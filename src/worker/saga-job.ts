@@ -115,7 +115,28 @@ async function runSagaJobOnce(
     known ?? undefined,
     jobId,
   );
-  while (claim) claim = await runClaim(env, def, id, claim, jobId);
+  await drive(env, def, id, claim, jobId);
+}
+
+/**
+ * Runs a claim and whatever it leads to. Branches claimed together run side by side in this process, each to
+ * its own record; the job ends with the last of them (its commit does not end the job: graphile-worker does).
+ */
+async function drive(
+  env: WorkerEnv,
+  def: AnySaga,
+  id: string,
+  claim: TrackedClaim | null,
+  jobId: string | undefined,
+): Promise<void> {
+  while (claim) {
+    const { together, ...first } = claim;
+    if (together && together.length > 0) {
+      await Promise.all([first, ...together].map((c) => drive(env, def, id, c, undefined)));
+      return;
+    }
+    claim = await runClaim(env, def, id, claim, jobId);
+  }
 }
 
 /**
