@@ -16,6 +16,7 @@ import { type TrackedClaim, lockedTransition, transition } from "./commit-transi
 import type { Transition } from "./transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
 import { runTransactional } from "./transactional-step.js";
+import { RecordBatch, batchable } from "./record-batch.js";
 import { validateInput } from "./validate-input.js";
 import { type GroupOutputs, isGraph, onlyFor } from "./groups.js";
 import { loadStepInput, outputsToFinish, outputsToJoin } from "./group-data.js";
@@ -97,7 +98,7 @@ async function runSagaJobOnce(
   const branch = isGraph(def) && payload.step !== undefined;
   const known = isGraph(def) && !branch ? await readSaga(env.db, id) : null;
   const outputs = known ? await outputsToJoin(env.db, env.codec, def, known) : undefined;
-  let claim = await commitFor(branch)(
+  const claim = await commitFor(branch)(
     env,
     id,
     (t) => {
@@ -128,14 +129,16 @@ async function drive(
   id: string,
   claim: TrackedClaim | null,
   jobId: string | undefined,
+  batch?: RecordBatch,
 ): Promise<void> {
   while (claim) {
     const { together, ...first } = claim;
     if (together && together.length > 0) {
-      await Promise.all([first, ...together].map((c) => drive(env, def, id, c, undefined)));
+      const records = new RecordBatch(env, def, id);
+      await Promise.all([first, ...together].map((c) => drive(env, def, id, c, undefined, records)));
       return;
     }
-    claim = await runClaim(env, def, id, claim, jobId);
+    claim = await runClaim(env, def, id, claim, jobId, batch);
   }
 }
 
@@ -173,6 +176,7 @@ async function runClaim(
   id: string,
   claim: TrackedClaim,
   jobId: string | undefined,
+  batch?: RecordBatch,
 ): Promise<TrackedClaim | null> {
   const { controller, untrack } = claim;
   const logger = scopedLogger(env.logger, {
@@ -234,27 +238,32 @@ async function runClaim(
       env.stopping ? handOver(t) : planNext(t, def, env, onlyFor(def, claim), outputs);
     // A branch records under the row lock; the one that finishes its group reads the outputs to join it there.
     const next =
-      onlyFor(def, claim) !== undefined && isGraph(def)
-        ? await lockedTransition(
-            env,
-            id,
-            async (t, db) => {
-              recordIt(t);
-              const join = applied && requested === null;
-              return plan(t, join ? await outputsToFinish(db, env.codec, def, t, claim, outcome) : undefined);
-            },
-            jobId,
-          )
-        : await transition(
-            env,
-            id,
-            (t) => {
-              recordIt(t);
-              return plan(t);
-            },
-            claim.next,
-            jobId,
-          );
+      batch && batchable(def, claim)
+        ? await batch.record({ claim, outcome, write: (t) => (recordIt(t), applied && requested === null) })
+        : onlyFor(def, claim) !== undefined && isGraph(def)
+          ? await lockedTransition(
+              env,
+              id,
+              async (t, db) => {
+                recordIt(t);
+                const join = applied && requested === null;
+                return plan(
+                  t,
+                  join ? await outputsToFinish(db, env.codec, def, t, [{ claim, outcome }]) : undefined,
+                );
+              },
+              jobId,
+            )
+          : await transition(
+              env,
+              id,
+              (t) => {
+                recordIt(t);
+                return plan(t);
+              },
+              claim.next,
+              jobId,
+            );
     if (!applied) {
       env.onDiscarded(claim);
       logger.warn("late or duplicate result discarded: the attempt no longer owns the step", {
