@@ -43,7 +43,11 @@ export class RecordBatch {
   record(record: BatchRecord): Promise<TrackedClaim | null> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ record, settle: (next, err) => (err === undefined ? resolve(next) : reject(err)) });
-      if (!this.#flushing) void this.#flush();
+      // Flushed on the next turn of the event loop: outcomes that arrive in this one go in the same commit.
+      if (!this.#flushing) {
+        this.#flushing = true;
+        setImmediate(() => void this.#flush());
+      }
     });
   }
 
