@@ -32,26 +32,9 @@ export class ClaimRegistry {
   track = (sagaId: string, kind: Claim["kind"], index: number, controller: AbortController): (() => void) => {
     this.#claims.set(controller, claimKey(sagaId, kind, index));
     return () => {
-      if (!this.#claims.delete(controller)) return;
-      const waiting = this.#waiting;
-      this.#waiting = [];
-      for (const wake of waiting) wake();
+      this.#claims.delete(controller);
     };
   };
-
-  #waiting: (() => void)[] = [];
-
-  /**
-   * Waits until fewer than `limit` claims run here (or `stopping()`): branches claimed together run beside
-   * graphile-worker's jobs, and a job it hands this process meanwhile waits for one of them to end.
-   */
-  async slot(limit: number, stopping: () => boolean): Promise<void> {
-    while (this.#claims.size >= limit && !stopping())
-      await new Promise<void>((wake) => {
-        this.#waiting.push(wake);
-        setTimeout(wake, 250);
-      });
-  }
 
   /** Aborts every running claim's handler with `reason`. */
   abortAll(reason: Error): void {

@@ -17,6 +17,7 @@ import { type Relay, startRelay } from "../relay/relay.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
 import { deleteWorker, insertWorker } from "../sql/workers.js";
 import { AbortError, type SagaJobPayload } from "../model.js";
+import { Slots } from "./slots.js";
 import { ClaimRegistry } from "./claim-registry.js";
 import { listenForControl } from "./control.js";
 import { Background, startLiveness } from "./heartbeat.js";
@@ -47,6 +48,7 @@ export async function startWorker(
   await insertWorker(pool, row);
 
   const claims = new ClaimRegistry();
+  const slots = new Slots(o.concurrency);
   const stats = { discarded: 0, reaped: 0 };
   const observed = observeWorker(pool, sagas, stats, o.metrics, health);
   let stopping = false;
@@ -65,8 +67,8 @@ export async function startWorker(
     leaseMs: (step) => (step.timeoutMs ?? WORKER_DEFAULTS.stepTimeout) + o.deadWorkerAfter,
     isActive: claims.isActive,
     track: claims.track,
-    // The claim being made takes this job's slot; those claimed with it take free ones.
-    spareSlots: () => o.concurrency - claims.size - 1,
+    spareSlots: () => slots.spare,
+    extraSlot: slots.extra,
     wakeAfter(delays) {
       // Past a timer's range the job's run_at is found by graphile-worker's poll.
       for (const delay of delays)
@@ -79,10 +81,8 @@ export async function startWorker(
   };
   const taskList: TaskList = {};
   for (const def of sagas)
-    taskList[sagaTask(def)] = async (payload, helpers) => {
-      await claims.slot(o.concurrency, () => stopping);
-      return runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id);
-    };
+    taskList[sagaTask(def)] = async (payload, helpers) =>
+      slots.job(() => runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id), () => stopping);
 
   const supervisor = new RunnerSupervisor({
     pool,

@@ -135,7 +135,15 @@ async function drive(
     const { together, ...first } = claim;
     if (together && together.length > 0) {
       const records = new RecordBatch(env, def, id);
-      await Promise.all([first, ...together].map((c) => drive(env, def, id, c, undefined, records)));
+      const others = together.map(async (c) => {
+        const release = env.extraSlot?.();
+        try {
+          await drive(env, def, id, c, undefined, records);
+        } finally {
+          release?.();
+        }
+      });
+      await Promise.all([drive(env, def, id, first, undefined, records), ...others]);
       return;
     }
     claim = await runClaim(env, def, id, claim, jobId, batch);
