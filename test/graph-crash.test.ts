@@ -3,7 +3,7 @@
  * branch ends once, each effect is written once per idempotency key.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { createSagaEngine } from "../src/index.js";
+import { type AnySaga, type SagaEngine, createSagaEngine } from "../src/index.js";
 import { GRAPH_TABLES, graphCalls, tenSaga } from "./fixtures/graph-sagas.js";
 import { useTestDatabase } from "./helpers/database.js";
 import { type WorkerChild, spawnWorker, stopWorker } from "./helpers/processes.js";
@@ -28,6 +28,20 @@ async function events(sagaId: string) {
   return rows;
 }
 
+/** Starts a saga held in graph_hold from its first step on: the start and the hold commit together. */
+async function startHeld(engine: SagaEngine, saga: AnySaga): Promise<string> {
+  const client = await db.pool.connect();
+  try {
+    await client.query("begin");
+    const { id } = await engine.start(saga, {}, { client });
+    await client.query("insert into graph_hold (saga_id) values ($1)", [id]);
+    await client.query("commit");
+    return id;
+  } finally {
+    client.release();
+  }
+}
+
 /** How many commits claimed the branches (a commit's rows share its now()), and the leases' owners. */
 async function claimCommits(sagaId: string, ownerLike = "%") {
   const { rows } = await db.pool.query<{ commits: number }>(
@@ -44,8 +58,7 @@ describe("ten branches and a SIGKILL", () => {
     const engine = createSagaEngine({ connectionString: db.url, sagas: [ten] });
     const worker = await engine.runWorker({ concurrency: 10 });
     try {
-      const { id } = await engine.start(ten, {});
-      await db.pool.query("insert into graph_hold (saga_id) values ($1)", [id]);
+      const id = await startHeld(engine, ten);
       await vi.waitFor(
         async () =>
           expect((await graphCalls(db.pool, id)).filter((c) => c.ended_ms === null)).toHaveLength(10),
@@ -86,8 +99,7 @@ describe("ten branches and a SIGKILL", () => {
     children.push(a);
     const starter = createSagaEngine({ connectionString: db.url, sagas: [ten] });
     try {
-      const { id } = await starter.start(ten, {});
-      await db.pool.query("insert into graph_hold (saga_id) values ($1)", [id]);
+      const id = await startHeld(starter, ten);
       // Five branches in flight in process A (its concurrency is five).
       const pidA = a.child.pid!;
       await vi.waitFor(

@@ -36,26 +36,31 @@ export async function outputsToFinish(
   t: Transition,
   records: readonly { claim: Claim; outcome: Outcome }[],
 ): Promise<Map<number, unknown> | undefined> {
-  let own = records.filter((r) => r.outcome.ok && r.claim.kind === "execute" && isBranch(def, r.claim.step));
-  const first = own[0]?.claim.step;
+  const join = joining(def, t, records);
+  if (!join) return undefined;
+  const outputs =
+    join.others.length === 0
+      ? new Map<number, unknown>()
+      : await loadOutputs(db, codec, t.saga.id, join.others);
+  for (const [index, output] of join.own) outputs.set(index, output);
+  return outputs;
+}
+
+/**
+ * The group `records` finish, if they do: their own outputs, and the branches whose outputs are to be read.
+ * Records of the group's every branch need no read (see RecordBatch).
+ */
+export function joining(def: AnySaga, t: Transition, records: readonly { claim: Claim; outcome: Outcome }[]) {
+  const ok = records.filter((r) => r.outcome.ok && r.claim.kind === "execute" && isBranch(def, r.claim.step));
+  const first = ok[0]?.claim.step;
   if (!first) return undefined;
   const group = groupOf(def, first);
-  own = own.filter((r) => r.claim.step.group === first.group);
   if (t.saga.state !== "running" || !group.every((s) => done(t.step(s.index)))) return undefined;
-  const others = group.filter((s) => !own.some((r) => r.claim.index === s.index));
-  const outputs =
-    others.length === 0
-      ? new Map<number, unknown>()
-      : await loadOutputs(
-          db,
-          codec,
-          t.saga.id,
-          others.map((s) => s.index),
-        );
-  for (const { claim, outcome } of own)
-    if (outcome.ok)
-      outputs.set(claim.index, (outcome.value === undefined ? claim.data : outcome.value) ?? null);
-  return outputs;
+  const own = new Map<number, unknown>();
+  for (const { claim, outcome } of ok)
+    if (outcome.ok && claim.step.group === first.group)
+      own.set(claim.index, (outcome.value === undefined ? claim.data : outcome.value) ?? null);
+  return { own, others: group.filter((s) => !own.has(s.index)).map((s) => s.index) };
 }
 
 /** The outputs a job may need to join the saga's current group: only when all its branches are done. */

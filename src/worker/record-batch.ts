@@ -4,11 +4,11 @@
  * finishes the group joins it and claims what follows in that same commit, as a line of steps does.
  */
 import type { AnySaga } from "../definition.js";
-import type { Claim, Outcome } from "../model.js";
+import type { Claim, LockedSaga, Outcome } from "../model.js";
 import { planNext } from "./decide.js";
-import { type TrackedClaim, lockedTransition } from "./commit-transition.js";
-import { outputsToFinish } from "./group-data.js";
-import { isBranch, onlyFor } from "./groups.js";
+import { type TrackedClaim, lockedTransition, transition } from "./commit-transition.js";
+import { joining, outputsToFinish } from "./group-data.js";
+import { groupOf, isBranch, onlyFor } from "./groups.js";
 import { handOver } from "./step-attempt.js";
 import type { Transition } from "./transition.js";
 import type { WorkerEnv } from "./worker-env.js";
@@ -25,6 +25,14 @@ interface Queued {
   settle: (next: TrackedClaim | null, err?: unknown) => void;
 }
 
+/** Whether `records` are of every branch of one group. */
+function carriesGroup(def: AnySaga, records: readonly BatchRecord[]): boolean {
+  const step = records[0]?.claim.step;
+  if (!step) return false;
+  const indices = new Set(records.map((r) => r.claim.index));
+  return groupOf(def, step).every((s) => indices.has(s.index));
+}
+
 /** Whether a claim's record may go through a batch: an execution of a branch. */
 export const batchable = (def: AnySaga, claim: Claim): boolean =>
   claim.kind === "execute" && isBranch(def, claim.step);
@@ -33,10 +41,12 @@ export class RecordBatch {
   #queue: Queued[] = [];
   #flushing = false;
 
+  /** `known`: the saga as the branches' claim left it (a record from it commits in one statement if current). */
   constructor(
     private readonly env: WorkerEnv,
     private readonly def: AnySaga,
     private readonly id: string,
+    private known?: LockedSaga,
   ) {}
 
   /** Records `record` (with whatever else finished meanwhile); the claim this process runs next, if any. */
@@ -63,13 +73,31 @@ export class RecordBatch {
         const records = queued.map((q) => q.record);
         try {
           // The first record's branch decides what is claimed next (its retry now, or the join), as alone.
-          const next = await lockedTransition(env, id, async (t, db) => {
-            const joining = records.filter((r) => r.write(t));
-            if (env.stopping) return handOver(t);
-            const outputs =
-              joining.length > 0 ? await outputsToFinish(db, env.codec, def, t, joining) : undefined;
-            return planNext(t, def, env, onlyFor(def, records[0]!.claim), outputs);
-          });
+          const only = onlyFor(def, records[0]!.claim);
+          const next =
+            this.known && carriesGroup(def, records)
+              ? // Every branch's outcome is here: nothing to read, one optimistic statement as a line's.
+                await transition(
+                  env,
+                  id,
+                  (t) => {
+                    const join = joining(
+                      def,
+                      t,
+                      records.filter((r) => r.write(t)),
+                    );
+                    return env.stopping ? handOver(t) : planNext(t, def, env, only, join?.own);
+                  },
+                  this.known,
+                )
+              : await lockedTransition(env, id, async (t, db) => {
+                  const join = records.filter((r) => r.write(t));
+                  if (env.stopping) return handOver(t);
+                  const outputs =
+                    join.length > 0 ? await outputsToFinish(db, env.codec, def, t, join) : undefined;
+                  return planNext(t, def, env, only, outputs);
+                });
+          this.known = undefined;
           queued.forEach((q, i) => q.settle(i === 0 ? next : null));
         } catch (err) {
           for (const q of queued) q.settle(null, err ?? new Error("record failed"));

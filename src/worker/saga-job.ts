@@ -134,7 +134,7 @@ async function drive(
   while (claim) {
     const { together, ...first } = claim;
     if (together && together.length > 0) {
-      const records = new RecordBatch(env, def, id);
+      const records = new RecordBatch(env, def, id, claim.next);
       const others = together.map(async (c) => {
         const release = env.extraSlot?.();
         try {
