@@ -82,7 +82,10 @@ export async function startWorker(
   const taskList: TaskList = {};
   for (const def of sagas)
     taskList[sagaTask(def)] = async (payload, helpers) =>
-      slots.job(() => runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id), () => stopping);
+      slots.job(
+        () => runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id),
+        () => stopping,
+      );
 
   const supervisor = new RunnerSupervisor({
     pool,
