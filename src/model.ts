@@ -101,6 +101,8 @@ export interface Claim {
   /** For compensate: whether the step finished or may have had its effect. */
   outcome?: "succeeded" | "unknown";
   error?: StoredError | null;
+  /** Branches of the same group claimed in the same transition, to run in this process beside this one. */
+  together?: Claim[];
 }
 
 /** Why an attempt ended without a result. */
@@ -113,6 +115,8 @@ export interface DecideEnv {
   leaseMs: (step: StepDefinition) => number;
   /** Whether this process is running the claim right now (a lease of ours that is not is a lost one). */
   isActive: (sagaId: string, kind: Claim["kind"], index: number) => boolean;
+  /** How many more claims this process can run now (its concurrency less its claims); absent: none. */
+  spareSlots?: () => number;
 }
 
 /** How a handler call ended: its value, or its error and why. */

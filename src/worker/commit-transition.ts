@@ -16,12 +16,26 @@ export interface TrackedClaim extends Claim {
   untrack: () => void;
   /** The saga as the claim's commit left it: the next transition decides from it without reading. */
   next?: LockedSaga;
+  together?: TrackedClaim[];
 }
 
 function trackClaim(env: WorkerEnv, id: string, claim: Claim | null): TrackedClaim | null {
   if (!claim) return null;
   const controller = new AbortController();
-  return { ...claim, controller, untrack: env.track(id, claim.kind, claim.index, controller) };
+  const { together: batch, ...one } = claim;
+  const together = batch?.map((c) => trackClaim(env, id, c) as TrackedClaim);
+  return {
+    ...one,
+    controller,
+    untrack: env.track(id, claim.kind, claim.index, controller),
+    ...(together ? { together } : {}),
+  };
+}
+
+/** Releases a claim and the branches claimed with it: their commit failed, they are not ours to run. */
+function untrackAll(claim: TrackedClaim | null): void {
+  claim?.untrack();
+  for (const c of claim?.together ?? []) c.untrack();
 }
 
 /**
@@ -48,7 +62,7 @@ export async function transition(
     try {
       result = await t.commit(env.db);
     } catch (err) {
-      tracked?.untrack();
+      untrackAll(tracked);
       // Committed or not, the saga's version tells: decide again from what is there now. So too when a fenced
       // step row moved on under a version that did not (SG409: a claim lost in a server crash).
       const moved = sqlState(err) === "SG409";
@@ -58,11 +72,11 @@ export async function transition(
       continue;
     }
     if (!result) {
-      tracked?.untrack();
+      untrackAll(tracked);
       return null;
     }
     if (!result.applied) {
-      tracked?.untrack();
+      untrackAll(tracked);
       saga = result.saga;
       continue;
     }
@@ -95,7 +109,7 @@ export async function lockedTransition(
   const result = await withTransaction(
     env.pool,
     async (db, opened, close) => {
-      pending?.untrack();
+      untrackAll(pending);
       pending = null;
       const saga = (opened[0]?.rows[0] as { saga: LockedSaga | null } | undefined)?.saga ?? null;
       if (!saga) return null;
@@ -112,7 +126,7 @@ export async function lockedTransition(
     10,
     `${lockInstanceSql(id)}${prelude === undefined ? "" : `;\n${prelude}`}`,
   ).catch((err: unknown) => {
-    (pending as TrackedClaim | null)?.untrack();
+    untrackAll(pending as TrackedClaim | null);
     throw err;
   });
   if (delays.length > 0) env.wakeAfter(delays);

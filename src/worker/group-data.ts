@@ -25,29 +25,42 @@ export async function loadOutputs(
 }
 
 /**
- * Read under the row lock by the record of a branch that finished its group (every branch now succeeded or
- * skipped): its siblings' outputs, and its own, to join the group in the same transition. `undefined` for any
- * other record: nothing is read.
+ * Read under the row lock by the records of branches that finished their group (every branch now succeeded or
+ * skipped): the other branches' outputs, and their own, to join the group in the same transition. `undefined`
+ * for any other records: nothing is read.
  */
 export async function outputsToFinish(
   db: Executor,
   codec: PayloadCodec,
   def: AnySaga,
   t: Transition,
-  claim: Claim,
-  outcome: Outcome,
+  records: readonly { claim: Claim; outcome: Outcome }[],
 ): Promise<Map<number, unknown> | undefined> {
-  if (!outcome.ok || claim.kind !== "execute" || !isBranch(def, claim.step)) return undefined;
-  const group = groupOf(def, claim.step);
+  const join = joining(def, t, records);
+  if (!join) return undefined;
+  const outputs =
+    join.others.length === 0
+      ? new Map<number, unknown>()
+      : await loadOutputs(db, codec, t.saga.id, join.others);
+  for (const [index, output] of join.own) outputs.set(index, output);
+  return outputs;
+}
+
+/**
+ * The group `records` finish, if they do: their own outputs, and the branches whose outputs are to be read.
+ * Records of the group's every branch need no read (see RecordBatch).
+ */
+export function joining(def: AnySaga, t: Transition, records: readonly { claim: Claim; outcome: Outcome }[]) {
+  const ok = records.filter((r) => r.outcome.ok && r.claim.kind === "execute" && isBranch(def, r.claim.step));
+  const first = ok[0]?.claim.step;
+  if (!first) return undefined;
+  const group = groupOf(def, first);
   if (t.saga.state !== "running" || !group.every((s) => done(t.step(s.index)))) return undefined;
-  const siblings = group.filter((s) => s.index !== claim.index);
-  const outputs = await loadOutputs(
-    db,
-    codec,
-    t.saga.id,
-    siblings.map((s) => s.index),
-  );
-  return outputs.set(claim.index, (outcome.value === undefined ? claim.data : outcome.value) ?? null);
+  const own = new Map<number, unknown>();
+  for (const { claim, outcome } of ok)
+    if (outcome.ok && claim.step.group === first.group)
+      own.set(claim.index, (outcome.value === undefined ? claim.data : outcome.value) ?? null);
+  return { own, others: group.filter((s) => !own.has(s.index)).map((s) => s.index) };
 }
 
 /** The outputs a job may need to join the saga's current group: only when all its branches are done. */

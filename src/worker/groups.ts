@@ -95,9 +95,14 @@ export function planGroup(
       return step ? claimBranch(t, env, step) : null;
     }
     const [next, ...rest] = due;
-    // Fan out: each branch is its own job, so branches run at once across the worker pool.
-    for (const step of rest) t.job({ id: saga.id, step: step.index });
-    return next ? claimBranch(t, env, next) : null;
+    if (!next) return null;
+    // This process claims as many branches as it has spare slots for, in this one commit, and runs them side
+    // by side; the others are fanned out as jobs, so the worker pool shares them.
+    const here = rest.slice(0, Math.max(0, env.spareSlots?.() ?? 0));
+    for (const step of rest.slice(here.length)) t.job({ id: saga.id, step: step.index });
+    const claim = claimBranch(t, env, next);
+    if (here.length > 0) claim.together = here.map((s) => claimBranch(t, env, s));
+    return claim;
   }
 }
 

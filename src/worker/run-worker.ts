@@ -17,6 +17,7 @@ import { type Relay, startRelay } from "../relay/relay.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
 import { deleteWorker, insertWorker } from "../sql/workers.js";
 import { AbortError, type SagaJobPayload } from "../model.js";
+import { Slots } from "./slots.js";
 import { ClaimRegistry } from "./claim-registry.js";
 import { listenForControl } from "./control.js";
 import { Background, startLiveness } from "./heartbeat.js";
@@ -47,6 +48,7 @@ export async function startWorker(
   await insertWorker(pool, row);
 
   const claims = new ClaimRegistry();
+  const slots = new Slots(o.concurrency);
   const stats = { discarded: 0, reaped: 0 };
   const observed = observeWorker(pool, sagas, stats, o.metrics, health);
   let stopping = false;
@@ -65,6 +67,8 @@ export async function startWorker(
     leaseMs: (step) => (step.timeoutMs ?? WORKER_DEFAULTS.stepTimeout) + o.deadWorkerAfter,
     isActive: claims.isActive,
     track: claims.track,
+    spareSlots: () => slots.spare,
+    extraSlot: slots.extra,
     wakeAfter(delays) {
       // Past a timer's range the job's run_at is found by graphile-worker's poll.
       for (const delay of delays)
@@ -78,7 +82,10 @@ export async function startWorker(
   const taskList: TaskList = {};
   for (const def of sagas)
     taskList[sagaTask(def)] = async (payload, helpers) =>
-      runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id);
+      slots.job(
+        () => runSagaJob(env, def, payload as SagaJobPayload, helpers.job.id),
+        () => stopping,
+      );
 
   const supervisor = new RunnerSupervisor({
     pool,

@@ -17,6 +17,7 @@ import { type TrackedClaim, lockedTransition, transition } from "./commit-transi
 import type { Transition } from "./transition.js";
 import { context, handOver, outputAsStored, record } from "./step-attempt.js";
 import { runTransactional } from "./transactional-step.js";
+import { RecordBatch, batchable } from "./record-batch.js";
 import { validateInput } from "./validate-input.js";
 import { type GroupOutputs, isGraph, onlyFor } from "./groups.js";
 import { loadStepInput, outputsToFinish, outputsToJoin } from "./group-data.js";
@@ -98,7 +99,7 @@ async function runSagaJobOnce(
   const branch = isGraph(def) && payload.step !== undefined;
   const known = isGraph(def) && !branch ? await readSaga(env.db, id) : null;
   const outputs = known ? await outputsToJoin(env.db, env.codec, def, known) : undefined;
-  let claim = await commitFor(branch)(
+  const claim = await commitFor(branch)(
     env,
     id,
     (t) => {
@@ -116,7 +117,38 @@ async function runSagaJobOnce(
     known ?? undefined,
     jobId,
   );
-  while (claim) claim = await runClaim(env, def, id, claim, jobId);
+  await drive(env, def, id, claim, jobId);
+}
+
+/**
+ * Runs a claim and whatever it leads to. Branches claimed together run side by side in this process, each to
+ * its own record; the job ends with the last of them (its commit does not end the job: graphile-worker does).
+ */
+async function drive(
+  env: WorkerEnv,
+  def: AnySaga,
+  id: string,
+  claim: TrackedClaim | null,
+  jobId: string | undefined,
+  batch?: RecordBatch,
+): Promise<void> {
+  while (claim) {
+    const { together, ...first } = claim;
+    if (together && together.length > 0) {
+      const records = new RecordBatch(env, def, id, claim.next);
+      const others = together.map(async (c) => {
+        const release = env.extraSlot?.();
+        try {
+          await drive(env, def, id, c, undefined, records);
+        } finally {
+          release?.();
+        }
+      });
+      await Promise.all([drive(env, def, id, first, undefined, records), ...others]);
+      return;
+    }
+    claim = await runClaim(env, def, id, claim, jobId, batch);
+  }
 }
 
 /**
@@ -153,6 +185,7 @@ async function runClaim(
   id: string,
   claim: TrackedClaim,
   jobId: string | undefined,
+  batch?: RecordBatch,
 ): Promise<TrackedClaim | null> {
   const { controller, untrack } = claim;
   const logger = scopedLogger(env.logger, {
@@ -215,27 +248,32 @@ async function runClaim(
       env.stopping ? handOver(t) : planNext(t, def, env, onlyFor(def, claim), outputs);
     // A branch records under the row lock; the one that finishes its group reads the outputs to join it there.
     const next =
-      onlyFor(def, claim) !== undefined && isGraph(def)
-        ? await lockedTransition(
-            env,
-            id,
-            async (t, db) => {
-              recordIt(t);
-              const join = applied && requested === null;
-              return plan(t, join ? await outputsToFinish(db, env.codec, def, t, claim, outcome) : undefined);
-            },
-            jobId,
-          )
-        : await transition(
-            env,
-            id,
-            (t) => {
-              recordIt(t);
-              return plan(t);
-            },
-            claim.next,
-            jobId,
-          );
+      batch && batchable(def, claim)
+        ? await batch.record({ claim, outcome, write: (t) => (recordIt(t), applied && requested === null) })
+        : onlyFor(def, claim) !== undefined && isGraph(def)
+          ? await lockedTransition(
+              env,
+              id,
+              async (t, db) => {
+                recordIt(t);
+                const join = applied && requested === null;
+                return plan(
+                  t,
+                  join ? await outputsToFinish(db, env.codec, def, t, [{ claim, outcome }]) : undefined,
+                );
+              },
+              jobId,
+            )
+          : await transition(
+              env,
+              id,
+              (t) => {
+                recordIt(t);
+                return plan(t);
+              },
+              claim.next,
+              jobId,
+            );
     if (!applied) {
       env.onDiscarded(claim);
       logger.warn("late or duplicate result discarded: the attempt no longer owns the step", {

@@ -22,6 +22,8 @@ export interface WorkerEnv extends DecideEnv {
   wakeAfter(delaysMs: number[]): void;
   onDiscarded(claim: Claim): void;
   onTransition?(saga: Transition): void;
+  /** Takes a slot of the worker's concurrency for a branch claimed together with others; returns its release. */
+  extraSlot?: () => () => void;
   /** Tracing and step metrics; absent, or returning nothing, when both are off. */
   observeStep?: StepObserver;
 }
