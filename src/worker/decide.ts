@@ -9,7 +9,7 @@ import type { StepFence } from "../sql/apply-transition.js";
 import type { Claim, DecideEnv, FailureKind, StepRow } from "../model.js";
 import { advanceChild } from "./children.js";
 import { beginCompensation, planCompensation } from "./compensation-plan.js";
-import { type GroupOutputs, isBranch, isGraph, planGroup, retryJob, stopGroup } from "./groups.js";
+import { type GroupOutputs, isBranch, isGraph, moveOn, planGroup, retryJob, stopGroup } from "./groups.js";
 import { releaseInterrupted } from "./interrupt.js";
 import type { Transition } from "./transition.js";
 
@@ -151,19 +151,7 @@ export function recordSuccess(
   t.event("saga.step.completed", row.name, { attempt: claim.attempt, durationMs });
   // A branch: the group moves on once its last branch is done (planGroup joins it).
   if (isBranch(def, claim.step)) return true;
-  const next = claim.index + 1;
-  if (next >= def.steps.length) {
-    t.setState("completed", {
-      data: data ?? null,
-      result: data ?? null,
-      current_step: next,
-      finished: true,
-      error: null,
-    });
-    t.event("saga.completed", undefined, {});
-  } else {
-    t.setInstance({ data: data ?? null, current_step: next });
-  }
+  moveOn(t, def, claim.index + 1, data);
   return true;
 }
 
@@ -236,8 +224,7 @@ export function recordFailure(
   const retryable = kind !== "error" || isRetryable(claim.step, err);
   const stored: StoredError = {
     ...toStoredError(err, retryable),
-    outcome:
-      effect === undefined && (kind === "error" || claim.step.transactional) ? "failed" : "unknown",
+    outcome: effect === undefined && (kind === "error" || claim.step.transactional) ? "failed" : "unknown",
   };
   const used = row.attempt - row.attempt_base;
   if (retryable && used < claim.step.retry.maxAttempts) {

@@ -154,7 +154,11 @@ function assemble(t: Transition, group: readonly StepDefinition[], outputs: Grou
 
 /** Moves the saga past `group` with `data`, or completes it after the last group. */
 function advance(t: Transition, def: AnySaga, group: readonly StepDefinition[], data: unknown): void {
-  const next = (group[group.length - 1]?.index ?? t.saga.current_step) + 1;
+  moveOn(t, def, (group[group.length - 1]?.index ?? t.saga.current_step) + 1, data);
+}
+
+/** The saga goes on at step `next` with `data`, or completes with it when there is none. */
+export function moveOn(t: Transition, def: AnySaga, next: number, data: unknown): void {
   if (next >= def.steps.length) {
     t.setState("completed", {
       data: data ?? null,
