@@ -71,7 +71,10 @@ export async function graphScenario(o: BenchOptions, r: Results): Promise<void> 
     const what = waitMs === 0 ? "no-op steps" : `steps of ${waitMs} ms`;
     r.add("graph", `10 parallel branches, ${what}: start → completed`, "ms", par);
     r.add("graph", `10 steps in a line, ${what}: start → completed`, "ms", seq);
-    r.add("graph", `parallel / line, ${what}`, "×", [ratio], waitMs === 0 ? {} : { target: "≤ 0.4" });
+    r.add("graph", `parallel / line, ${what}`, "×", [ratio], {
+      target: "≤ 0.4",
+      why: "with no-op steps the saga's start job and first read weigh as much as the branches; would meet it: the claim in the fetch",
+    });
     log(`  p95 parallel ${fmt(percentile(par, 95))} ms, line ${fmt(percentile(seq, 95))} ms`);
   }
 }

@@ -25,6 +25,8 @@ export interface Figure {
   value: Spread;
   target?: string;
   note?: string;
+  /** When the target is not met: the measured cause and the change that would meet it (docs/performance.md). */
+  why?: string;
   /** Server work behind the figure: postgres CPU ms and WAL records per saga (or per transaction), medians. */
   cost?: Cost;
 }
@@ -67,7 +69,7 @@ export class Results {
     name: string,
     unit: string,
     runs: number[],
-    more: { target?: string; note?: string; cost?: Cost } = {},
+    more: { target?: string; note?: string; why?: string; cost?: Cost } = {},
   ) {
     const figure: Figure = { scenario, name, unit, value: spread(runs), ...more };
     this.figures.push(figure);
@@ -106,7 +108,14 @@ export class Results {
           fmtCost(f.cost),
         ];
       });
-    return markdownTable(header, rows);
+    const missed = this.figures.filter((f) => f.target && f.why && meets(f.target, f.value.median) === false);
+    const whys = missed.map((f) => `- ${f.name}: ${f.why}`);
+    return [
+      markdownTable(header, rows),
+      ...(whys.length > 0
+        ? ["", "not met, the measured cause and the change that would meet it:", ...whys]
+        : []),
+    ].join("\n");
   }
 }
 

@@ -186,15 +186,18 @@ export async function latencyScenario(o: BenchOptions, r: Results): Promise<void
   r.add("latency", "pg-saga start → completed p50", "ms", p(saga, "done", 50), {
     target: "≤ 3",
     cost: sagaCost,
+    why: "five serial commits that wait for the disk (start, get_job, records); would meet it: the first claim in the fetch, opt-in asynchronous records",
   });
   r.add("latency", "pg-saga start → completed p95", "ms", p(saga, "done", 95));
   r.add("latency", "pg-saga start → completed p99", "ms", p(saga, "done", 99), {
     target: "≤ 8",
     cost: sagaCost,
+    why: "the same serial flushes, and load spikes on 2 shared cores",
   });
   r.add("latency", "pg-saga start committed → first handler p50", "ms", p(saga, "first", 50), {
     target: "≤ 1",
     cost: sagaCost,
+    why: "NOTIFY wake-up, then graphile-worker's get_job commit waiting for the disk; would meet it: get_job without the flush on direct connections, or the claim in the fetch",
   });
   r.add("latency", "pg-saga start committed → first handler p99", "ms", p(saga, "first", 99));
   r.add("latency", "pg-saga in caller tx: commit → first handler p50", "ms", p(inTx, "first", 50));
