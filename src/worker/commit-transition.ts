@@ -17,13 +17,20 @@ export interface TrackedClaim extends Claim {
   /** The saga as the claim's commit left it: the next transition decides from it without reading. */
   next?: LockedSaga;
   together?: TrackedClaim[];
+  /** A branch claimed together: its slot, taken as it is claimed (before any other decision reads the spare ones). */
+  release?: () => void;
 }
 
 function trackClaim(env: WorkerEnv, id: string, claim: Claim | null): TrackedClaim | null {
   if (!claim) return null;
   const controller = new AbortController();
   const { together: batch, ...one } = claim;
-  const together = batch?.map((c) => trackClaim(env, id, c) as TrackedClaim);
+  // Each branch claimed together takes its slot now, before any other decision reads the spare ones.
+  const together = batch?.map((c) => {
+    const tracked = trackClaim(env, id, c) as TrackedClaim;
+    const release = env.extraSlot?.();
+    return release ? { ...tracked, release } : tracked;
+  });
   return {
     ...one,
     controller,
@@ -35,7 +42,10 @@ function trackClaim(env: WorkerEnv, id: string, claim: Claim | null): TrackedCla
 /** Releases a claim and the branches claimed with it: their commit failed, they are not ours to run. */
 function untrackAll(claim: TrackedClaim | null): void {
   claim?.untrack();
-  for (const c of claim?.together ?? []) c.untrack();
+  for (const c of claim?.together ?? []) {
+    c.untrack();
+    c.release?.();
+  }
 }
 
 /**

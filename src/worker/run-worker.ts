@@ -67,7 +67,8 @@ export async function startWorker(
     leaseMs: (step) => (step.timeoutMs ?? WORKER_DEFAULTS.stepTimeout) + o.deadWorkerAfter,
     isActive: claims.isActive,
     track: claims.track,
-    spareSlots: () => slots.spare,
+    // A stopping worker claims no branches beside a job: they would only be handed over at once.
+    spareSlots: () => (stopping ? 0 : slots.spare),
     extraSlot: slots.extra,
     wakeAfter(delays) {
       // Past a timer's range the job's run_at is found by graphile-worker's poll.

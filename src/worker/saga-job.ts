@@ -137,14 +137,16 @@ async function drive(
     if (together && together.length > 0) {
       const records = new RecordBatch(env, def, id, claim.next);
       const others = together.map(async (c) => {
-        const release = env.extraSlot?.();
         try {
           await drive(env, def, id, c, undefined, records);
         } finally {
-          release?.();
+          c.release?.();
         }
       });
-      await Promise.all([drive(env, def, id, first, undefined, records), ...others]);
+      // Every branch ends before the job does (stop() waits for jobs): a record that threw is rethrown after.
+      const settled = await Promise.allSettled([drive(env, def, id, first, undefined, records), ...others]);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
       return;
     }
     claim = await runClaim(env, def, id, claim, jobId, batch);

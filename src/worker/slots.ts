@@ -19,9 +19,14 @@ export class Slots {
   /** Runs a job once a slot is free (or at once when `stopping()`: it only hands its work over then). */
   async job<T>(run: () => Promise<T>, stopping: () => boolean): Promise<T> {
     while (this.#extras > 0 && this.#jobs + this.#extras >= this.concurrency && !stopping())
-      await new Promise<void>((wake) => {
+      await new Promise<void>((resolve) => {
+        // Woken by a released slot, or after 250 ms to look at `stopping()` again; the timer never outlives it.
+        const timer = setTimeout(wake, 250);
+        function wake() {
+          clearTimeout(timer);
+          resolve();
+        }
         this.#waiting.push(wake);
-        setTimeout(wake, 250);
       });
     this.#jobs++;
     try {
